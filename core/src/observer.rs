@@ -1,0 +1,268 @@
+//! Watching a group's lifecycle from outside: the observer hook, and a
+//! ready-made observer that keeps every member's current state.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::report::{Outcome, Report};
+use crate::stop::Cause;
+
+/// One step in a group's life, as seen by an [`Observer`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The group started the member at `index`.
+    MemberStarted {
+        /// The member's position, in the order members were added.
+        index: usize,
+        /// The member's name.
+        name: &'a str,
+    },
+    /// The stop began.
+    StopBegan {
+        /// Why.
+        cause: &'a Cause,
+    },
+    /// The member at `index` ended on its own, with this outcome.
+    MemberExited {
+        /// The member's position.
+        index: usize,
+        /// The member's name.
+        name: &'a str,
+        /// How it ended.
+        outcome: &'a Outcome,
+    },
+    /// The member at `index` was still running at the grace deadline (or a
+    /// second stop request) and was cancelled.
+    MemberCancelled {
+        /// The member's position.
+        index: usize,
+        /// The member's name.
+        name: &'a str,
+    },
+    /// Every member has ended; `run` is about to return this report.
+    GroupDone {
+        /// The report `run` returns.
+        report: &'a Report,
+    },
+}
+
+/// Receives a group's lifecycle [`Event`]s, for logging, metrics or a status
+/// page, without touching the core.
+///
+/// Events are delivered one at a time, from the task that runs the group,
+/// in the order that task sees them: every `MemberStarted` first and
+/// `GroupDone` last. With [`run_spawned`](crate::Group::run_spawned) the
+/// member that began the stop may be reported `MemberExited` just after
+/// `StopBegan`, since it ends on its own task. An observer must be quick
+/// and must not block: it runs inside the group's run loop. Any
+/// `Fn(&Event)` is an observer.
+///
+/// ```
+/// use allstop::{Event, Group};
+/// use std::sync::{Arc, Mutex};
+///
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let sink = log.clone();
+/// let mut group = Group::new();
+/// group.observe(move |event: &Event<'_>| {
+///     if let Event::MemberExited { name, outcome, .. } = event {
+///         sink.lock().unwrap().push(format!("{name}: {outcome}"));
+///     }
+/// });
+/// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+/// futures::executor::block_on(group.run());
+/// assert_eq!(*log.lock().unwrap(), ["job: ok"]);
+/// ```
+pub trait Observer: Send + Sync + 'static {
+    /// Called for every event.
+    fn on_event(&self, event: &Event<'_>);
+}
+
+impl<F> Observer for F
+where
+    F: Fn(&Event<'_>) + Send + Sync + 'static,
+{
+    fn on_event(&self, event: &Event<'_>) {
+        self(event)
+    }
+}
+
+/// Where one member is in its life, as a [`Status`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberState {
+    /// Running, and the group is not stopping.
+    Running,
+    /// Still running, and the group is stopping.
+    Stopping,
+    /// Ended on its own; the outcome as text (`"ok"`, `"failed: …"`,
+    /// `"panicked: …"`).
+    Exited(String),
+    /// Cancelled at the grace deadline.
+    Cancelled,
+}
+
+impl MemberState {
+    /// A short lowercase word for the state: `running`, `stopping`,
+    /// `exited` or `cancelled`.
+    ///
+    /// ```
+    /// assert_eq!(allstop::MemberState::Stopping.as_str(), "stopping");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MemberState::Running => "running",
+            MemberState::Stopping => "stopping",
+            MemberState::Exited(_) => "exited",
+            MemberState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for MemberState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemberState::Exited(outcome) => write!(f, "exited: {outcome}"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// A snapshot of one member, from [`Status::members`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemberStatus {
+    /// The member's name.
+    pub name: String,
+    /// Its state.
+    pub state: MemberState,
+    /// How long it has run: so far, or in all once it ended.
+    pub uptime: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    members: Vec<Slot>,
+    cause: Option<Cause>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    state: MemberState,
+    started: Option<Instant>,
+    ended: Option<Instant>,
+}
+
+/// An [`Observer`] that keeps every member's current state, for a status
+/// page or a test. Cheap to clone; all clones show the same group.
+///
+/// ```
+/// use allstop::{Group, MemberState, Status};
+///
+/// let status = Status::new();
+/// let mut group = Group::new();
+/// group.observe(status.clone());
+/// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+/// futures::executor::block_on(group.run());
+/// let members = status.members();
+/// assert_eq!(members[0].name, "job");
+/// assert_eq!(members[0].state, MemberState::Exited("ok".into()));
+/// assert!(status.cause().is_some());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    board: Arc<Mutex<Board>>,
+}
+
+impl Status {
+    /// An empty status, to pass to [`Group::observe`](crate::Group::observe).
+    pub fn new() -> Self {
+        Status::default()
+    }
+
+    /// Every member seen so far, in the order they were added.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        let board = self.lock();
+        let now = Instant::now();
+        board
+            .members
+            .iter()
+            .map(|slot| MemberStatus {
+                name: slot.name.clone(),
+                state: slot.state.clone(),
+                uptime: match slot.started {
+                    Some(started) => slot.ended.unwrap_or(now).saturating_duration_since(started),
+                    None => Duration::ZERO,
+                },
+            })
+            .collect()
+    }
+
+    /// The stop's cause, once the stop has begun.
+    pub fn cause(&self) -> Option<Cause> {
+        self.lock().cause.clone()
+    }
+
+    /// Whether the stop has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.lock().cause.is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
+        // The board is only ever left consistent; a panic elsewhere while
+        // holding the lock does not make it unreadable.
+        self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Observer for Status {
+    fn on_event(&self, event: &Event<'_>) {
+        let mut board = self.lock();
+        let now = Instant::now();
+        match *event {
+            Event::MemberStarted { index, name } => {
+                if board.members.len() <= index {
+                    board.members.resize_with(index + 1, || Slot {
+                        name: String::new(),
+                        state: MemberState::Running,
+                        started: None,
+                        ended: None,
+                    });
+                }
+                let stopping = board.cause.is_some();
+                let slot = &mut board.members[index];
+                slot.name = name.to_owned();
+                slot.started = Some(now);
+                slot.state = if stopping {
+                    MemberState::Stopping
+                } else {
+                    MemberState::Running
+                };
+            }
+            Event::StopBegan { cause } => {
+                board.cause = Some(cause.clone());
+                for slot in &mut board.members {
+                    if slot.state == MemberState::Running {
+                        slot.state = MemberState::Stopping;
+                    }
+                }
+            }
+            Event::MemberExited { index, outcome, .. } => {
+                if let Some(slot) = board.members.get_mut(index) {
+                    slot.state = MemberState::Exited(outcome.to_string());
+                    slot.ended = Some(now);
+                }
+            }
+            Event::MemberCancelled { index, .. } => {
+                if let Some(slot) = board.members.get_mut(index) {
+                    slot.state = MemberState::Cancelled;
+                    slot.ended = Some(now);
+                }
+            }
+            Event::GroupDone { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! What [`Group::run`](crate::Group::run) hands back: every member's outcome,
+//! in the order the members were added, and the cause of the stop.
+
+use std::error::Error;
+use std::fmt;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::stop::Cause;
+use crate::BoxError;
+
+/// How one member ended.
+///
+/// ```
+/// use allstop::{Group, Outcome};
+///
+/// let mut group = Group::new();
+/// group.add("fails", |_stop| async { Err::<(), _>(std::io::Error::other("disk full")) });
+/// let report = futures::executor::block_on(group.run());
+/// match report.members()[0].outcome() {
+///     Outcome::Err(error) => assert_eq!(error.to_string(), "disk full"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It returned `Ok(())`. A [watcher](crate::Group::add_watcher) still
+    /// running when every other member has finished is also `Ok`.
+    Ok,
+    /// It returned this error, unchanged.
+    Err(BoxError),
+    /// It panicked with this message. The panic did not unwind through the
+    /// group.
+    Panicked(String),
+    /// It did not finish before the grace deadline (or a second stop
+    /// request), so it was dropped.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Whether the member ended `Ok`.
+    ///
+    /// ```
+    /// assert!(allstop::Outcome::Ok.is_ok());
+    /// assert!(!allstop::Outcome::Cancelled.is_ok());
+    /// ```
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::Err(error) => write!(f, "failed: {}", ErrorChain(&**error)),
+            Outcome::Panicked(message) => write!(f, "panicked: {message}"),
+            Outcome::Cancelled => f.write_str("cancelled: did not stop before the deadline"),
+        }
+    }
+}
+
+/// Writes an error and its sources as `outer: inner: root`, skipping a source
+/// whose message the outer one already contains.
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            let message = error.to_string();
+            if !shown.contains(&message) {
+                write!(f, ": {message}")?;
+                shown = message;
+            }
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+/// One member's line in the [`Report`].
+///
+/// ```
+/// use allstop::Group;
+///
+/// let mut group = Group::new();
+/// group.add("quick", |_stop| async { Ok::<(), std::io::Error>(()) });
+/// let report = futures::executor::block_on(group.run());
+/// let member = &report.members()[0];
+/// assert_eq!(member.name(), "quick");
+/// assert!(member.outcome().is_ok());
+/// ```
+#[derive(Debug)]
+pub struct MemberReport {
+    pub(crate) name: String,
+    pub(crate) outcome: Outcome,
+    pub(crate) ran_for: Duration,
+}
+
+impl MemberReport {
+    /// The name the member was added with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How the member ended.
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// Takes the outcome out of the report, to get at the member's error
+    /// value itself.
+    ///
+    /// ```
+    /// use allstop::{Group, Outcome};
+    ///
+    /// let mut group = Group::new();
+    /// group.add("fails", |_stop| async { Err::<(), _>(std::io::Error::other("nope")) });
+    /// let report = futures::executor::block_on(group.run());
+    /// let Outcome::Err(error) = report.into_members().remove(0).into_outcome() else { panic!() };
+    /// let io = error.downcast::<std::io::Error>().unwrap();
+    /// assert_eq!(io.kind(), std::io::ErrorKind::Other);
+    /// ```
+    pub fn into_outcome(self) -> Outcome {
+        self.outcome
+    }
+
+    /// How long the member ran: from the start of the group to its end (or
+    /// its cancellation).
+    pub fn ran_for(&self) -> Duration {
+        self.ran_for
+    }
+}
+
+/// Everything a group's run produced: one [`MemberReport`] per member in the
+/// order they were added, the [`Cause`] of the stop, and how long the stop
+/// took.
+///
+/// `Display` prints a summary a `main` can write to stderr as it is, and
+/// [`exit_code`](Report::exit_code) turns the report into a process exit
+/// code: `0` when every member ended `Ok`, `1` otherwise.
+///
+/// ```
+/// use allstop::Group;
+/// use std::process::ExitCode;
+///
+/// let mut group = Group::new();
+/// group.add("fails", |_stop| async { Err::<(), _>(std::io::Error::other("bind 127.0.0.1:8080: address in use")) });
+/// group.add("worker", |stop| async move { stop.await; Ok::<(), std::io::Error>(()) });
+/// let report = futures::executor::block_on(group.run());
+/// assert!(!report.is_success());
+/// assert_eq!(report.exit_code(), ExitCode::from(1));
+/// let text = report.to_string();
+/// assert!(text.starts_with("group stopped: member \"fails\" failed: bind 127.0.0.1:8080: address in use"));
+/// assert!(text.contains("worker"));
+/// ```
+#[derive(Debug)]
+pub struct Report {
+    pub(crate) members: Vec<MemberReport>,
+    pub(crate) cause: Option<Cause>,
+    pub(crate) drain: Duration,
+}
+
+impl Report {
+    /// Every member's report, in the order the members were added.
+    pub fn members(&self) -> &[MemberReport] {
+        &self.members
+    }
+
+    /// The member reports, by value.
+    pub fn into_members(self) -> Vec<MemberReport> {
+        self.members
+    }
+
+    /// The report of the member called `name` (the first, if several share
+    /// the name).
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("a", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert!(report.member("a").unwrap().outcome().is_ok());
+    /// assert!(report.member("b").is_none());
+    /// ```
+    pub fn member(&self, name: &str) -> Option<&MemberReport> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    /// Why the group stopped; `None` only for an empty group.
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_ref()
+    }
+
+    /// How long the stop took: from its beginning until every member had
+    /// ended.
+    pub fn drain(&self) -> Duration {
+        self.drain
+    }
+
+    /// Whether every member ended `Ok`.
+    pub fn is_success(&self) -> bool {
+        self.members.iter().all(|m| m.outcome.is_ok())
+    }
+
+    /// `ExitCode::SUCCESS` when every member ended `Ok`, `ExitCode::from(1)`
+    /// otherwise.
+    ///
+    /// ```
+    /// use std::process::ExitCode;
+    ///
+    /// fn main() -> ExitCode {
+    ///     let mut group = allstop::Group::new();
+    ///     group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    ///     let report = futures::executor::block_on(group.run());
+    ///     eprintln!("{report}");
+    ///     report.exit_code()
+    /// }
+    /// ```
+    pub fn exit_code(&self) -> ExitCode {
+        if self.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    }
+}
+
+impl From<&Report> for ExitCode {
+    fn from(report: &Report) -> ExitCode {
+        report.exit_code()
+    }
+}
+
+impl From<Report> for ExitCode {
+    fn from(report: Report) -> ExitCode {
+        report.exit_code()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            None => return f.write_str("group had no members"),
+            Some(cause) => write!(f, "group stopped: {cause}")?,
+        }
+        write!(f, " (drain {})", Millis(self.drain))?;
+        let width = self.members.iter().map(|m| m.name.len()).max().unwrap_or(0);
+        for member in &self.members {
+            write!(
+                f,
+                "\n  {:<width$}  {}  (ran {})",
+                member.name,
+                member.outcome,
+                Millis(member.ran_for),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+struct Millis(Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_secs_f64() * 1000.0;
+        if ms < 10.0 {
+            write!(f, "{ms:.1}ms")
+        } else {
+            write!(f, "{ms:.0}ms")
+        }
+    }
+}
+
+/// The error a [nested group](crate::Group::into_member) returns to its
+/// parent when one of its members did not end `Ok`. It carries the nested
+/// group's whole report.
+///
+/// ```
+/// use allstop::{Group, Outcome};
+///
+/// let mut child = Group::new();
+/// child.add("db", |_stop| async { Err::<(), _>(std::io::Error::other("connection lost")) });
+/// let mut parent = Group::new();
+/// parent.add("child", child.into_member());
+/// let report = futures::executor::block_on(parent.run());
+/// let Outcome::Err(error) = report.members()[0].outcome() else { panic!() };
+/// assert_eq!(error.to_string(), "nested group failed: member \"db\" failed: connection lost");
+/// ```
+#[derive(Debug)]
+pub struct GroupFailed {
+    pub(crate) report: Report,
+}
+
+impl GroupFailed {
+    /// The nested group's report.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// The nested group's report, by value.
+    pub fn into_report(self) -> Report {
+        self.report
+    }
+}
+
+impl fmt::Display for GroupFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Name the first member that did not end well; fall back on the
+        // cause (say, a parent stop during which a member was cancelled).
+        match self.report.members.iter().find(|m| !m.outcome.is_ok()) {
+            Some(member) => write!(
+                f,
+                "nested group failed: member {:?} {}",
+                member.name, member.outcome
+            ),
+            None => f.write_str("nested group failed"),
+        }
+    }
+}
+
+impl Error for GroupFailed {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.report.members.iter().find_map(|m| match &m.outcome {
+            Outcome::Err(error) => Some(&**error as &(dyn Error + 'static)),
+            _ => None,
+        })
+    }
+}

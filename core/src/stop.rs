@@ -1,0 +1,451 @@
+//! The stop signal every member receives, the handle that stops a group from
+//! outside, and the cause of a stop.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use event_listener::{Event, EventListener};
+
+/// Why a group stopped.
+///
+/// The cause is decided once, by whatever stops the group first: the first
+/// member to finish, an external [`StopHandle::stop`], or the parent group of
+/// a nested group. Everything that happens afterwards (other members failing
+/// while they drain, more stop requests) is in the [`Report`](crate::Report),
+/// never in the cause.
+///
+/// ```
+/// use allstop::{Cause, Group};
+///
+/// let mut group = Group::new();
+/// group.add("quits", |_stop| async { Ok::<(), std::io::Error>(()) });
+/// let report = futures::executor::block_on(group.run());
+/// assert!(matches!(report.cause(), Some(Cause::Finished { member, .. }) if member == "quits"));
+/// assert_eq!(report.cause().unwrap().to_string(), "member \"quits\" finished");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cause {
+    /// A member finished first.
+    Finished {
+        /// The member's name.
+        member: String,
+        /// How it finished.
+        how: Finish,
+    },
+    /// [`StopHandle::stop`] was called, for the reason given there.
+    Requested(String),
+    /// The group is a member of another group, and that group stopped.
+    Parent(Box<Cause>),
+}
+
+/// How the member that caused a stop finished (see [`Cause::Finished`]).
+///
+/// This is a summary for the cause: the member's own error value is in its
+/// [`Outcome`](crate::Outcome) in the report.
+///
+/// ```
+/// use allstop::Finish;
+///
+/// assert_eq!(Finish::Failed("boom".into()).to_string(), "failed: boom");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Finish {
+    /// It returned `Ok(())`.
+    Ok,
+    /// It returned an error; the error's message.
+    Failed(String),
+    /// It panicked; the panic's message.
+    Panicked(String),
+}
+
+impl fmt::Display for Finish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finish::Ok => f.write_str("finished"),
+            Finish::Failed(error) => write!(f, "failed: {error}"),
+            Finish::Panicked(message) => write!(f, "panicked: {message}"),
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Finished { member, how } => write!(f, "member {member:?} {how}"),
+            Cause::Requested(reason) => write!(f, "stop requested: {reason}"),
+            Cause::Parent(cause) => write!(f, "parent group stopped: {cause}"),
+        }
+    }
+}
+
+/// The state one group's members, handles and run loop share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Set once, by the first stop. Being set *is* the broadcast: `OnceLock`
+    /// publishes the cause with release/acquire semantics, so whoever sees
+    /// the group stopped also sees why.
+    cause: OnceLock<Cause>,
+    /// How many times [`StopHandle::stop`] was called. Counted, not flagged,
+    /// because the second request means "stop now".
+    requests: AtomicUsize,
+    /// Set when the grace period is to be cut short.
+    forced: AtomicBool,
+    /// Woken on the stop and on the force.
+    event: Event,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Shared {
+            cause: OnceLock::new(),
+            requests: AtomicUsize::new(0),
+            forced: AtomicBool::new(false),
+            event: Event::new(),
+        })
+    }
+
+    /// Begins the stop with `cause` unless it has begun. Returns whether
+    /// this call began it.
+    pub(crate) fn stop(&self, cause: impl FnOnce() -> Cause) -> bool {
+        if self.is_stopped() {
+            return false;
+        }
+        let mut began = false;
+        self.cause.get_or_init(|| {
+            began = true;
+            cause()
+        });
+        if began {
+            // `notify` issues a SeqCst fence first, so a listener registered
+            // before it is woken and one registered after it sees the cause.
+            self.event.notify(usize::MAX);
+        }
+        began
+    }
+
+    pub(crate) fn request(&self, reason: String) {
+        // Relaxed is enough: the count only decides first vs. later; the
+        // cause and the force are published by `OnceLock` and `force`.
+        let earlier = self.requests.fetch_add(1, Ordering::Relaxed);
+        self.stop(|| Cause::Requested(reason));
+        if earlier > 0 {
+            self.force();
+        }
+    }
+
+    pub(crate) fn force(&self) {
+        // Release pairs with the Acquire in `is_forced`; the notify wakes
+        // the run loop, which re-reads the flag.
+        if !self.forced.swap(true, Ordering::AcqRel) {
+            self.event.notify(usize::MAX);
+        }
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.cause.get().is_some()
+    }
+
+    pub(crate) fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn cause(&self) -> Option<&Cause> {
+        self.cause.get()
+    }
+}
+
+/// Waits on a [`Shared`] until a condition on it holds, without a lost
+/// wake-up: the condition is checked, a listener registered, and the
+/// condition checked again before sleeping.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    listener: Option<EventListener>,
+}
+
+impl Waiter {
+    pub(crate) fn new() -> Self {
+        Waiter { listener: None }
+    }
+
+    pub(crate) fn poll_until(
+        &mut self,
+        cx: &mut Context<'_>,
+        shared: &Shared,
+        condition: impl Fn(&Shared) -> bool,
+    ) -> Poll<()> {
+        loop {
+            if condition(shared) {
+                self.listener = None;
+                return Poll::Ready(());
+            }
+            match &mut self.listener {
+                None => self.listener = Some(shared.event.listen()),
+                Some(listener) => {
+                    if Pin::new(listener).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // Woken: drop the spent listener and check again.
+                    self.listener = None;
+                }
+            }
+        }
+    }
+}
+
+/// The stop signal a member receives: a future that resolves once the group
+/// begins to stop.
+///
+/// `Stop` is cheap to clone (one reference count) and owned, so it can be
+/// moved into any task. A clone made or polled after the stop is ready at
+/// once; polling it never misses a stop that happens concurrently.
+///
+/// ```
+/// use allstop::Group;
+///
+/// let mut group = Group::new();
+/// group.add("worker", |stop| async move {
+///     // Work until the group stops, then clean up.
+///     stop.clone().await;
+///     assert!(stop.is_stopped());
+///     Ok::<(), std::io::Error>(())
+/// });
+/// group.add("quits", |_stop| async { Ok::<(), std::io::Error>(()) });
+/// let report = futures::executor::block_on(group.run());
+/// assert!(report.is_success());
+/// ```
+///
+/// # Cancellation safety
+///
+/// Awaiting `&mut stop` in a `select!` loop and dropping that await is
+/// safe: no stop is lost, and the next await sees it.
+pub struct Stop {
+    shared: Arc<Shared>,
+    waiter: Waiter,
+}
+
+impl Stop {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Stop {
+            shared,
+            waiter: Waiter::new(),
+        }
+    }
+
+    /// Whether the stop has begun.
+    ///
+    /// ```
+    /// let group = allstop::Group::new();
+    /// let stop = group.stop_handle().stop_signal();
+    /// assert!(!stop.is_stopped());
+    /// group.stop_handle().stop("test");
+    /// assert!(stop.is_stopped());
+    /// ```
+    pub fn is_stopped(&self) -> bool {
+        self.shared.is_stopped()
+    }
+
+    /// Why the group is stopping, once it is.
+    ///
+    /// ```
+    /// use allstop::Cause;
+    ///
+    /// let group = allstop::Group::new();
+    /// let stop = group.stop_handle().stop_signal();
+    /// assert_eq!(stop.cause(), None);
+    /// group.stop_handle().stop("deploy");
+    /// assert_eq!(stop.cause(), Some(&Cause::Requested("deploy".into())));
+    /// ```
+    pub fn cause(&self) -> Option<&Cause> {
+        self.shared.cause()
+    }
+
+    /// A handle that stops this group, for a member that decides the group
+    /// should stop while it keeps running itself (a signal watcher, say).
+    ///
+    /// ```
+    /// let group = allstop::Group::new();
+    /// let stop = group.stop_handle().stop_signal();
+    /// stop.handle().stop("member asked");
+    /// assert!(stop.is_stopped());
+    /// ```
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Clone for Stop {
+    fn clone(&self) -> Self {
+        // A clone waits on its own: it does not share the listener.
+        Stop::new(self.shared.clone())
+    }
+}
+
+impl fmt::Debug for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stop")
+            .field("cause", &self.shared.cause())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for Stop {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.waiter.poll_until(cx, &this.shared, Shared::is_stopped)
+    }
+}
+
+/// Stops a group from outside: from a signal handler, a test, a parent, an
+/// admin endpoint. Cheap to clone and `Send + Sync`.
+///
+/// ```
+/// use allstop::{Cause, Group};
+///
+/// let mut group = Group::new();
+/// group.add("worker", |stop| async move {
+///     stop.await;
+///     Ok::<(), std::io::Error>(())
+/// });
+/// let handle = group.stop_handle();
+/// handle.stop("shutting down for a deploy");
+/// let report = futures::executor::block_on(group.run());
+/// assert_eq!(report.cause(), Some(&Cause::Requested("shutting down for a deploy".into())));
+/// ```
+#[derive(Clone)]
+pub struct StopHandle {
+    shared: Arc<Shared>,
+}
+
+impl StopHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        StopHandle { shared }
+    }
+
+    /// Asks the group to stop, giving the reason that becomes the stop's
+    /// [`Cause::Requested`] if the group is not stopping yet.
+    ///
+    /// The first request begins a graceful stop. A **second** request, made
+    /// while members are still draining, cuts the grace period short: the
+    /// members still running are cancelled at once and reported
+    /// [`Outcome::Cancelled`](crate::Outcome::Cancelled), as operators expect
+    /// from a second Ctrl-C. Stops caused by a member finishing do not count
+    /// as requests.
+    ///
+    /// ```
+    /// let group = allstop::Group::new();
+    /// let handle = group.stop_handle();
+    /// handle.stop("first Ctrl-C");
+    /// assert!(handle.is_stopped());
+    /// ```
+    pub fn stop(&self, reason: impl Into<String>) {
+        self.shared.request(reason.into());
+    }
+
+    /// Whether the group has begun to stop, for any cause.
+    ///
+    /// ```
+    /// let group = allstop::Group::new();
+    /// assert!(!group.stop_handle().is_stopped());
+    /// ```
+    pub fn is_stopped(&self) -> bool {
+        self.shared.is_stopped()
+    }
+
+    /// A [`Stop`] future for this group, for code outside the group that
+    /// wants to wait for its stop.
+    ///
+    /// ```
+    /// let group = allstop::Group::new();
+    /// let handle = group.stop_handle();
+    /// handle.stop("done");
+    /// futures::executor::block_on(handle.stop_signal()); // ready at once
+    /// ```
+    pub fn stop_signal(&self) -> Stop {
+        Stop::new(self.shared.clone())
+    }
+}
+
+impl fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopHandle")
+            .field("cause", &self.shared.cause())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_stop_wins_and_notifies_once() {
+        let shared = Shared::new();
+        assert!(shared.stop(|| Cause::Requested("one".into())));
+        assert!(!shared.stop(|| unreachable!("the cause is only built by the first stop")));
+        assert_eq!(shared.cause(), Some(&Cause::Requested("one".into())));
+        assert!(!shared.is_forced());
+    }
+
+    #[test]
+    fn the_second_request_forces() {
+        let shared = Shared::new();
+        shared.request("one".into());
+        assert!(!shared.is_forced());
+        shared.request("two".into());
+        assert!(shared.is_forced());
+        assert_eq!(shared.cause(), Some(&Cause::Requested("one".into())));
+    }
+
+    #[test]
+    fn a_member_stop_is_not_a_request() {
+        let shared = Shared::new();
+        shared.stop(|| Cause::Finished {
+            member: "m".into(),
+            how: Finish::Ok,
+        });
+        shared.request("first request".into());
+        assert!(
+            !shared.is_forced(),
+            "one request after a member exit forced"
+        );
+        shared.request("second request".into());
+        assert!(shared.is_forced());
+        assert!(matches!(shared.cause(), Some(Cause::Finished { .. })));
+    }
+
+    #[test]
+    fn a_waiter_registered_before_the_stop_is_woken() {
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Wake;
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let shared = Shared::new();
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut stop = Stop::new(shared.clone());
+        assert!(Pin::new(&mut stop).poll(&mut cx).is_pending());
+        shared.stop(|| Cause::Requested("x".into()));
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        assert!(Pin::new(&mut stop).poll(&mut cx).is_ready());
+    }
+}
