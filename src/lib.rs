@@ -67,10 +67,19 @@
 //!
 //! | feature | gives |
 //! |---|---|
-//! | `tokio` | `allstop::tokio`: the tokio adapter (coming with the adapters) |
-//! | `smol` | `allstop::smol`: the smol adapter (coming with the adapters) |
+//! | `http` | `allstop::http`: the graceful hyper server, runtime-neutral |
+//! | `tokio` | `allstop::tokio`: tokio tasks and timer, HTTP on tokio sockets, signals (implies `http`) |
+//! | `smol` | `allstop::smol`: the same on smol and async-io (implies `http`) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use allstop_core::*;
+
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use allstop_tokio as tokio;
+
+#[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+pub use allstop_smol as smol;

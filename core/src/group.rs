@@ -156,6 +156,72 @@ impl Group {
         self.push(name.into(), true, member)
     }
 
+    /// Adds a member that runs as a task of `runtime`, whatever runs the
+    /// group: one group can span runtimes (an app server on tokio and a
+    /// debug server on smol, say).
+    ///
+    /// The member behaves as if added with [`add`](Group::add): its result
+    /// or its panic comes back to the group, and cancelling it cancels its
+    /// task.
+    ///
+    /// ```
+    /// # use futures::executor::ThreadPool;
+    /// # struct Pool(ThreadPool);
+    /// # struct PoolTask(futures::channel::oneshot::Receiver<()>, futures::future::AbortHandle);
+    /// # impl std::future::Future for PoolTask { type Output = ();
+    /// #   fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    /// #     std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ()) } }
+    /// # impl Drop for PoolTask { fn drop(&mut self) { self.1.abort() } }
+    /// # impl allstop::Runtime for Pool { type Task = PoolTask;
+    /// #   fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) -> PoolTask {
+    /// #     let (abort, reg) = futures::future::AbortHandle::new_pair();
+    /// #     let (tx, rx) = futures::channel::oneshot::channel();
+    /// #     self.0.spawn_ok(async move { let _ = futures::future::Abortable::new(f, reg).await; let _ = tx.send(()); });
+    /// #     PoolTask(rx, abort) }
+    /// #   fn cancel(&self, t: &mut PoolTask) { t.1.abort() } }
+    /// # let other_runtime = Pool(ThreadPool::new().unwrap());
+    /// let mut group = allstop::Group::new();
+    /// // `other_runtime` is an adapter's runtime, e.g. `allstop::smol::Smol::new()`.
+    /// group.add_on("elsewhere", other_runtime, |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert!(report.is_success());
+    /// ```
+    pub fn add_on<R, F, Fut, E>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        runtime: R,
+        member: F,
+    ) -> &mut Self
+    where
+        R: Runtime,
+        F: FnOnce(Stop) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.push(name.into(), false, move |stop: Stop| async move {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            let task = runtime.spawn(async move {
+                let result =
+                    AssertUnwindSafe(async move { member(stop).await.map_err(Into::into) })
+                        .catch_unwind()
+                        .await;
+                let _ = tx.send(result);
+            });
+            // Dropping `task` (when the group cancels this member) cancels
+            // the member on its runtime.
+            let result = rx.await;
+            task.await;
+            match result {
+                Ok(Ok(result)) => result,
+                // Re-raised here, caught and reported by the group.
+                Ok(Err(panic)) => panic::resume_unwind(panic),
+                Err(_) => Err(BoxError::from(
+                    "the member's task ended without a result (its runtime shut down?)",
+                )),
+            }
+        })
+    }
+
     fn push<F, Fut, E>(&mut self, name: Cow<'static, str>, watcher: bool, member: F) -> &mut Self
     where
         F: FnOnce(Stop) -> Fut + Send + 'static,

@@ -65,6 +65,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod group;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod observer;
 mod report;
 mod runtime;

@@ -253,3 +253,39 @@ impl allstop::Runtime for Pool {
         task.abort.abort();
     }
 }
+
+/// A gate futures wait at until the test opens it.
+#[derive(Clone)]
+pub struct Gate {
+    open: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    opened: Shared<oneshot::Receiver<()>>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        let (tx, rx) = oneshot::channel();
+        Gate {
+            open: Arc::new(Mutex::new(Some(tx))),
+            opened: rx.shared(),
+        }
+    }
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Gate::default()
+    }
+
+    pub fn open(&self) {
+        if let Some(tx) = self.open.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let opened = self.opened.clone();
+        async move {
+            let _ = opened.await;
+        }
+    }
+}

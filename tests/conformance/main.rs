@@ -55,6 +55,118 @@ impl Mode for Spawned {
     }
 }
 
+/// A task per member on a tokio current-thread runtime.
+#[cfg(feature = "tokio")]
+pub struct TokioCurrentThread;
+
+/// A task per member on a tokio multi-thread runtime (2 workers).
+#[cfg(feature = "tokio")]
+pub struct TokioMultiThread;
+
+/// In the caller's task, on a tokio runtime.
+#[cfg(feature = "tokio")]
+pub struct TokioInTask;
+
+#[cfg(feature = "tokio")]
+fn tokio_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+    let mut builder = if multi_thread {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2);
+        builder
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().unwrap()
+}
+
+#[cfg(feature = "tokio")]
+impl Mode for TokioCurrentThread {
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio_runtime(false).block_on(future)
+    }
+    fn run(group: Group) -> Run {
+        group.run_spawned(allstop::tokio::Tokio::new())
+    }
+    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
+        group.into_member_spawned(allstop::tokio::Tokio::new())
+    }
+    fn timer() -> impl Timer {
+        allstop::tokio::Tokio::new()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Mode for TokioMultiThread {
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio_runtime(true).block_on(future)
+    }
+    fn run(group: Group) -> Run {
+        group.run_spawned(allstop::tokio::Tokio::new())
+    }
+    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
+        group.into_member_spawned(allstop::tokio::Tokio::new())
+    }
+    fn timer() -> impl Timer {
+        allstop::tokio::Tokio::new()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Mode for TokioInTask {
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio_runtime(false).block_on(future)
+    }
+    fn run(group: Group) -> Run {
+        group.run()
+    }
+    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
+        group.into_member()
+    }
+    fn timer() -> impl Timer {
+        allstop::tokio::Tokio::new()
+    }
+}
+
+/// A task per member on smol's global executor.
+#[cfg(feature = "smol")]
+pub struct SmolSpawned;
+
+/// In the caller's task, on `smol::block_on`.
+#[cfg(feature = "smol")]
+pub struct SmolInTask;
+
+#[cfg(feature = "smol")]
+impl Mode for SmolSpawned {
+    fn block_on<F: Future>(future: F) -> F::Output {
+        smol::block_on(future)
+    }
+    fn run(group: Group) -> Run {
+        group.run_spawned(allstop::smol::Smol::new())
+    }
+    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
+        group.into_member_spawned(allstop::smol::Smol::new())
+    }
+    fn timer() -> impl Timer {
+        allstop::smol::Smol::new()
+    }
+}
+
+#[cfg(feature = "smol")]
+impl Mode for SmolInTask {
+    fn block_on<F: Future>(future: F) -> F::Output {
+        smol::block_on(future)
+    }
+    fn run(group: Group) -> Run {
+        group.run()
+    }
+    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
+        group.into_member()
+    }
+    fn timer() -> impl Timer {
+        allstop::smol::Smol::new()
+    }
+}
+
 /// Lists every test of the suite, for `instantiate!`.
 macro_rules! for_each_test {
     ($callback:ident!($($args:tt)*)) => {
@@ -88,6 +200,7 @@ macro_rules! for_each_test {
             observer_sees_the_lifecycle_in_order,
             stop_before_run,
             dropping_the_run_drops_every_member,
+            member_on_another_runtime,
         );
     };
 }
@@ -106,6 +219,31 @@ macro_rules! instantiate {
 
 mod in_task {
     for_each_test!(instantiate!(crate::InTask));
+}
+
+#[cfg(feature = "tokio")]
+mod tokio_current_thread {
+    for_each_test!(instantiate!(crate::TokioCurrentThread));
+}
+
+#[cfg(feature = "tokio")]
+mod tokio_multi_thread {
+    for_each_test!(instantiate!(crate::TokioMultiThread));
+}
+
+#[cfg(feature = "tokio")]
+mod tokio_in_task {
+    for_each_test!(instantiate!(crate::TokioInTask));
+}
+
+#[cfg(feature = "smol")]
+mod smol_spawned {
+    for_each_test!(instantiate!(crate::SmolSpawned));
+}
+
+#[cfg(feature = "smol")]
+mod smol_in_task {
+    for_each_test!(instantiate!(crate::SmolInTask));
 }
 
 mod spawned_on_a_thread_pool {

@@ -831,3 +831,40 @@ pub fn dropping_the_run_drops_every_member<M: Mode>() {
     // Spawned members are dropped by their runtime soon after: wait for it.
     drops.wait_for(4);
 }
+
+// R3: a member on another runtime: its error and its panic come back as if
+// it ran here, and cancelling it cancels its task.
+pub fn member_on_another_runtime<M: Mode>() {
+    let pool = crate::common::Pool::new();
+    let drops = Counter::new();
+    let mut group = Group::new();
+    group.add_on("elsewhere", pool.clone(), |stop: Stop| async move {
+        stop.await;
+        Err::<(), _>(Boom { code: 9 })
+    });
+    group.add("quits", |_stop| async { Ok::<(), E>(()) });
+    let report = M::block_on(M::run(group));
+    let Outcome::Err(error) = report.member("elsewhere").unwrap().outcome() else {
+        panic!("{report}");
+    };
+    assert_eq!(error.downcast_ref::<Boom>(), Some(&Boom { code: 9 }));
+
+    let mut group = Group::new();
+    group.add_on("panics elsewhere", pool.clone(), |_stop| async {
+        panic!("far away") as Result<(), E>
+    });
+    let report = M::block_on(M::run(group));
+    assert_eq!(
+        cause_member(&report),
+        ("panics elsewhere", &Finish::Panicked("far away".into()))
+    );
+
+    let mut group = Group::new();
+    group.add_on("hung elsewhere", pool, ignores(&drops));
+    let handle = group.stop_handle();
+    handle.stop("one");
+    handle.stop("two");
+    let report = M::block_on(M::run(group));
+    assert!(matches!(report.members()[0].outcome(), Outcome::Cancelled));
+    drops.wait_for(1);
+}

@@ -1,0 +1,213 @@
+//! Graceful hyper servers on async-io sockets: the listener glue and a
+//! ready-made member. The serving and draining logic is
+//! [`allstop::http`](allstop_core::http), shared with the tokio adapter.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use allstop_core::http::ServeError;
+use allstop_core::{BoxError, Stop};
+use async_io::Async;
+use bytes::Bytes;
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper::{Request, Response};
+use smol_hyper::rt::{FuturesIo, SmolTimer};
+
+use crate::Smol;
+
+/// Runs hyper's HTTP/2 streams and allstop's connections as smol tasks.
+#[derive(Debug, Clone, Default)]
+pub struct SmolExecutor {
+    runtime: Smol,
+}
+
+impl SmolExecutor {
+    /// Spawns on the executor of `runtime`.
+    pub fn new(runtime: Smol) -> Self {
+        SmolExecutor { runtime }
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for SmolExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.runtime.spawn_task(future).detach();
+    }
+}
+
+/// The server, on smol's executor and async-io's timer. Configure it, then
+/// serve with [`serve_on_with`] or
+/// [`Server::serve`](allstop_core::http::Server::serve).
+pub type Server = allstop_core::http::Server<SmolExecutor, SmolTimer>;
+
+/// The future of a [`serve_on`] member.
+pub type Serving = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
+
+/// A server with the default settings (see [`allstop::http`](allstop_core::http)),
+/// whose connections run on smol's global executor.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let server = allstop::smol::http::server().idle_grace(Duration::from_millis(100));
+/// ```
+pub fn server() -> Server {
+    server_on(Smol::new())
+}
+
+/// A server with the default settings whose connections run on `runtime`.
+pub fn server_on(runtime: Smol) -> Server {
+    Server::new(SmolExecutor::new(runtime), SmolTimer::new())
+}
+
+/// A bound TCP listener, for [`Server::serve`](allstop_core::http::Server::serve).
+#[derive(Debug)]
+pub struct TcpListener {
+    inner: Async<std::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds `addr` with `SO_REUSEADDR` (as tokio does), so the port is free
+    /// again as soon as a server lets go of it. The error names the address
+    /// and the OS error.
+    ///
+    /// ```
+    /// smol::block_on(async {
+    ///     let listener = allstop::smol::http::TcpListener::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    ///     let taken = listener.local_addr().unwrap();
+    ///     let error = allstop::smol::http::TcpListener::bind(taken).await.unwrap_err();
+    ///     assert!(error.to_string().starts_with(&format!("bind {taken}: ")));
+    /// });
+    /// ```
+    pub async fn bind(addr: SocketAddr) -> Result<Self, ServeError> {
+        Self::bind_now(addr).map_err(|source| ServeError::Bind { addr, source })
+    }
+
+    fn bind_now(addr: SocketAddr) -> io::Result<Self> {
+        use socket2::{Domain, Protocol, Socket, Type};
+
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        #[cfg(unix)]
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(TcpListener {
+            inner: Async::new(std::net::TcpListener::from(socket))?,
+        })
+    }
+
+    /// The bound address (with the port the OS picked for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+}
+
+impl From<Async<std::net::TcpListener>> for TcpListener {
+    fn from(inner: Async<std::net::TcpListener>) -> Self {
+        TcpListener { inner }
+    }
+}
+
+impl allstop_core::http::Accept for TcpListener {
+    type Io = FuturesIo<Async<std::net::TcpStream>>;
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+        loop {
+            match self.inner.get_ref().accept() {
+                Ok((stream, _peer)) => {
+                    // Small responses go out at once rather than after
+                    // Nagle's delay.
+                    let _ = stream.set_nodelay(true);
+                    return Poll::Ready(Async::new(stream).map(FuturesIo::new));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.inner.poll_readable(cx))?;
+                }
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+}
+
+/// Serves `service` on `listener` with the default [`server`] until `stop`,
+/// then drains.
+///
+/// ```
+/// use allstop::smol::http::{serve, TcpListener};
+/// # let service = hyper::service::service_fn(|_req| async {
+/// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
+/// # });
+/// smol::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+///     let mut group = allstop::Group::new();
+///     group.add("app", move |stop| serve(listener, service, stop));
+///     group.stop_handle().stop("done");
+///     assert!(group.run().await.is_success());
+/// });
+/// ```
+pub async fn serve<S, B>(listener: TcpListener, service: S, stop: Stop) -> Result<(), ServeError>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    server().serve(listener, service, stop).await
+}
+
+/// A member that binds `addr` and serves `service` on it with the default
+/// [`server`]. A bind failure is the member's error, naming the address.
+///
+/// ```
+/// # let service = hyper::service::service_fn(|_req| async {
+/// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
+/// # });
+/// let mut group = allstop::Group::new();
+/// group.add("app", allstop::smol::http::serve_on("127.0.0.1:0".parse().unwrap(), service));
+/// group.stop_handle().stop("done");
+/// assert!(smol::block_on(group.run_spawned(allstop::smol::Smol::new())).is_success());
+/// ```
+pub fn serve_on<S, B>(addr: SocketAddr, service: S) -> impl FnOnce(Stop) -> Serving + Send + 'static
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    serve_on_with(server(), addr, service)
+}
+
+/// As [`serve_on`], with a configured `server`.
+pub fn serve_on_with<S, B>(
+    server: Server,
+    addr: SocketAddr,
+    service: S,
+) -> impl FnOnce(Stop) -> Serving + Send + 'static
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    move |stop: Stop| {
+        Box::pin(async move {
+            let listener = TcpListener::bind(addr).await?;
+            server.serve(listener, service, stop).await
+        })
+    }
+}

@@ -1,0 +1,46 @@
+//! Stopping a group on SIGINT or SIGTERM.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use allstop_core::Stop;
+use async_signal::{Signal, Signals};
+use futures::StreamExt;
+
+/// The future of the [`signals`] member.
+pub type SignalsMember = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// A member that stops the group on SIGINT (Ctrl-C) or SIGTERM, with the
+/// signal as the cause (`stop requested: SIGTERM received`); a second signal
+/// cuts the grace period short. Add it as a watcher, so that it keeps
+/// listening during the drain without holding the group open:
+///
+/// ```
+/// let mut group = allstop::Group::new();
+/// group.add_watcher("signals", allstop::smol::signals());
+/// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+/// let report = smol::block_on(group.run());
+/// assert!(report.is_success());
+/// ```
+///
+/// The handlers (async-signal's) are installed when the member starts and
+/// removed when it is dropped. If they cannot be installed the member
+/// fails, which stops the group.
+pub fn signals() -> impl FnOnce(Stop) -> SignalsMember + Send + 'static {
+    |stop: Stop| Box::pin(listen(stop))
+}
+
+async fn listen(stop: Stop) -> std::io::Result<()> {
+    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    let handle = stop.handle();
+    while let Some(signal) = signals.next().await {
+        let name = match signal? {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+            _ => continue,
+        };
+        // The first request begins the stop; the second cuts the grace short.
+        handle.stop(format!("{name} received"));
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Spawning and sleeping on tokio.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+/// The tokio runtime, for [`Group::run_spawned`](allstop_core::Group::run_spawned)
+/// (a tokio task per member) and as the [`Timer`](allstop_core::Timer) of a
+/// grace deadline.
+///
+/// `Tokio::new()` spawns on the runtime the group runs on (the current one
+/// when the run is first polled); [`Tokio::with_handle`] on a given one.
+///
+/// ```
+/// use allstop::tokio::Tokio;
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let mut group = allstop::Group::new();
+/// group.grace(Duration::from_secs(5), Tokio::new());
+/// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+/// let report = group.run_spawned(Tokio::new()).await;
+/// assert!(report.is_success());
+/// # });
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Tokio {
+    handle: Option<Handle>,
+}
+
+impl Tokio {
+    /// Spawns on the current runtime.
+    ///
+    /// # Panics
+    ///
+    /// Spawning panics when there is no current runtime, as `tokio::spawn`
+    /// does.
+    pub fn new() -> Self {
+        Tokio { handle: None }
+    }
+
+    /// Spawns on the runtime of `handle`, from anywhere.
+    ///
+    /// ```
+    /// let runtime = tokio::runtime::Runtime::new().unwrap();
+    /// let tokio = allstop::tokio::Tokio::with_handle(runtime.handle().clone());
+    /// let mut group = allstop::Group::new();
+    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// // Driven from a plain thread; the member runs on `runtime`.
+    /// let report = futures::executor::block_on(group.run_spawned(tokio));
+    /// assert!(report.is_success());
+    /// ```
+    pub fn with_handle(handle: Handle) -> Self {
+        Tokio {
+            handle: Some(handle),
+        }
+    }
+}
+
+/// A member running as a tokio task; see [`Runtime`](allstop_core::Runtime).
+#[derive(Debug)]
+pub struct TokioTask(JoinHandle<()>);
+
+impl Future for TokioTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // `Err` is a cancellation or a panic; either way the future is gone.
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl Drop for TokioTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl allstop_core::Runtime for Tokio {
+    type Task = TokioTask;
+
+    fn spawn<F>(&self, future: F) -> TokioTask
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        TokioTask(match &self.handle {
+            Some(handle) => handle.spawn(future),
+            None => tokio::spawn(future),
+        })
+    }
+
+    fn cancel(&self, task: &mut TokioTask) {
+        // The join handle resolves once tokio has dropped the future.
+        task.0.abort();
+    }
+}
+
+impl allstop_core::Timer for Tokio {
+    type Sleep = tokio::time::Sleep;
+
+    fn sleep(&self, duration: Duration) -> tokio::time::Sleep {
+        tokio::time::sleep(duration)
+    }
+}

@@ -1,0 +1,364 @@
+//! The HTTP drain tests (DESIGN.md H1–H3), written once, generic over the
+//! runtime.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use allstop::{Cause, Finish, Group, Outcome, Report, Stop};
+
+use crate::client::Client;
+use crate::common::{Counter, HANG};
+use crate::net::{App, Config, Net};
+
+fn bound() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+fn start<N: Net>(group: Group) -> thread::JoinHandle<Report> {
+    thread::spawn(move || N::block_on(N::run(group)))
+}
+
+/// Waits until `addr` refuses connections: the listener is gone.
+fn wait_refused(addr: SocketAddr) {
+    let started = Instant::now();
+    loop {
+        match TcpStream::connect(addr) {
+            Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => return,
+            _ => {
+                assert!(started.elapsed() < HANG, "{addr} still accepts connections");
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// A group serving `app` on a fresh port, and its stop handle.
+fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
+    let (listener, addr) = bound();
+    let mut group = Group::new();
+    group.add("app", N::serve(listener, app.clone(), config));
+    (group, addr)
+}
+
+// H1: an in-flight request completes during the drain, marked
+// `Connection: close`, while new connections are refused.
+pub fn slow_request_completes_while_new_connections_are_refused<N: Net>() {
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let client = thread::spawn(move || Client::connect(addr)?.get("/slow"));
+    app.entered.wait_for(1);
+    handle.stop("test");
+    wait_refused(addr);
+    app.gate.open();
+    let response = client.join().unwrap().unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, "slow done");
+    assert!(response.closes(), "{response:?}");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+}
+
+// H3: idle keep-alive connections and connections that never sent a
+// request do not hold the stop; the server closes them.
+pub fn idle_and_unused_connections_do_not_delay_the_stop<N: Net>() {
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut idle: Vec<Client> = (0..4)
+        .map(|_| {
+            let mut client = Client::connect(addr).unwrap();
+            let response = client.get("/").unwrap();
+            assert_eq!(response.body, "hello");
+            assert!(!response.closes());
+            client
+        })
+        .collect();
+    let mut unused: Vec<Client> = (0..4).map(|_| Client::connect(addr).unwrap()).collect();
+    // One more full request, after the unused ones connected: they were
+    // accepted before it (the listener accepts in order).
+    assert_eq!(Client::connect(addr).unwrap().get("/").unwrap().status, 200);
+    handle.stop("test");
+    // No drain deadline is set: only closing these connections ends the run.
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+    for client in idle.iter_mut().chain(unused.iter_mut()) {
+        assert!(client.closed_by_server());
+    }
+}
+
+// H3: a client that sends half a request head does not hold the stop.
+pub fn half_sent_request_does_not_delay_the_stop<N: Net>() {
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut slow = Client::connect(addr).unwrap();
+    slow.stream()
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+        .unwrap();
+    assert_eq!(Client::connect(addr).unwrap().get("/").unwrap().status, 200);
+    handle.stop("test");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+    assert!(slow.closed_by_server());
+}
+
+// H1: an HTTP/2 connection gets GOAWAY; its stream in flight completes.
+pub fn http2_gets_goaway_and_its_stream_completes<N: Net>() {
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let connection_ended = Counter::new();
+    let ended = connection_ended.clone();
+    let client = thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, connection) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(stream),
+            )
+            .await
+            .unwrap();
+            let connection = tokio::spawn(async move {
+                let result = connection.await;
+                ended.add();
+                result
+            });
+            let request = hyper::Request::get(format!("http://{addr}/slow"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            let status = response.status();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            // GOAWAY, then the last stream done: the connection ends cleanly.
+            connection.await.unwrap().unwrap();
+            (status, body, sender.is_closed())
+        })
+    });
+    app.entered.wait_for(1);
+    handle.stop("test");
+    wait_refused(addr);
+    assert_eq!(connection_ended.get(), 0, "the stream in flight was cut");
+    app.gate.open();
+    let (status, body, closed) = client.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, "slow done");
+    assert!(closed);
+    assert!(run.join().unwrap().is_success());
+}
+
+// H1: the port can be bound again as soon as the server has returned, even
+// though it closed connections (which leaves them in TIME_WAIT).
+pub fn port_is_free_again_after_the_server_returns<N: Net>() {
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = Client::connect(addr).unwrap();
+    assert_eq!(client.get("/").unwrap().status, 200);
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+    assert!(client.closed_by_server());
+    N::bind(addr).expect("the port is free again");
+}
+
+// H1: a port in use fails the member with an error naming the address, and
+// stops the rest of the group.
+pub fn port_in_use_fails_naming_the_address<N: Net>() {
+    let (_taken, addr) = bound();
+    let mut group = Group::new();
+    group.add("worker", |stop: Stop| async move {
+        stop.await;
+        Ok::<(), std::io::Error>(())
+    });
+    group.add("app", N::serve_on(addr, App::new()));
+    let report = N::block_on(N::run(group));
+    let Some(Cause::Finished {
+        member,
+        how: Finish::Failed(message),
+    }) = report.cause()
+    else {
+        panic!("{report}");
+    };
+    assert_eq!(member, "app");
+    assert!(message.starts_with(&format!("bind {addr}: ")), "{message}");
+    assert!(message.contains("in use"), "{message}");
+    assert!(report.member("worker").unwrap().outcome().is_ok());
+    assert_eq!(report.exit_code(), std::process::ExitCode::from(1));
+    assert!(report.to_string().contains(&format!("bind {addr}")));
+}
+
+// H3: a handler that waits on the stop signal ends early.
+pub fn handler_sees_the_stop_and_ends_early<N: Net>() {
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let client = thread::spawn(move || Client::connect(addr)?.get("/until-stop"));
+    app.entered.wait_for(1);
+    handle.stop("test");
+    let response = client.join().unwrap().unwrap();
+    assert_eq!(response.body, "stopped early");
+    assert!(run.join().unwrap().is_success());
+}
+
+// H3: the drain deadline drops what is left and says so.
+pub fn drain_deadline_drops_the_rest<N: Net>() {
+    let app = App::new();
+    let config = Config {
+        drain_timeout: Some(Duration::from_millis(100)),
+        ..Config::default()
+    };
+    let (group, addr) = serving::<N>(&app, config);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let client = thread::spawn(move || Client::connect(addr)?.get("/slow"));
+    app.entered.wait_for(1);
+    handle.stop("test");
+    // The gate is never opened: only the deadline ends the run.
+    let report = run.join().unwrap();
+    let Outcome::Err(error) = report.member("app").unwrap().outcome() else {
+        panic!("{report}");
+    };
+    assert_eq!(
+        error.to_string(),
+        format!("serving {addr}: drain deadline passed with 1 connection(s) open")
+    );
+    assert!(
+        client.join().unwrap().is_err(),
+        "the dropped request got an answer"
+    );
+    app.gate.open();
+}
+
+// Bad input: a malformed request gets 400 and the server goes on serving.
+pub fn malformed_request_gets_400<N: Net>() {
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut bad = Client::connect(addr).unwrap();
+    bad.stream().write_all(b"NONSENSE\r\n\r\n").unwrap();
+    let response = bad.read().unwrap();
+    assert_eq!(response.status, 400);
+    assert_eq!(
+        Client::connect(addr).unwrap().get("/").unwrap().body,
+        "hello"
+    );
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
+// No request lost: keep-alive clients sending back to back while the server
+// stops. Every request a client wrote gets a full response; a client only
+// ever finds the connection closed before writing, never after.
+pub fn no_request_lost_when_stopping_under_load<N: Net>() {
+    const CLIENTS: usize = 16;
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let lost = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let answered = answered.clone();
+            let lost = lost.clone();
+            thread::spawn(move || {
+                'connections: loop {
+                    let Ok(mut client) = Client::connect(addr) else {
+                        // Refused: the server is gone. Done.
+                        return;
+                    };
+                    loop {
+                        if client.send("/").is_err() {
+                            // Closed before the request was written: not sent.
+                            continue 'connections;
+                        }
+                        match client.read() {
+                            Ok(response) => {
+                                assert_eq!(response.body, "hello");
+                                answered.fetch_add(1, Ordering::SeqCst);
+                                if response.closes() {
+                                    continue 'connections;
+                                }
+                            }
+                            Err(_) => {
+                                lost.fetch_add(1, Ordering::SeqCst);
+                                continue 'connections;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // Stop mid-stream, once every client is well under way.
+    app.handled.wait_for(CLIENTS * 50);
+    handle.stop("test");
+    for client in clients {
+        client.join().unwrap();
+    }
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+    assert_eq!(lost.load(Ordering::SeqCst), 0, "requests lost in the drain");
+    assert_eq!(answered.load(Ordering::SeqCst), app.handled.get());
+}
+
+// R3: one group, run on tokio, with one server on tokio and one on smol;
+// both serve, both drain, the group stops cleanly.
+#[cfg(all(feature = "tokio", feature = "smol"))]
+pub fn a_group_spanning_tokio_and_smol_stops_cleanly() {
+    use crate::net::{Smol, Tokio};
+
+    let app = App::new();
+    let (on_tokio, tokio_addr) = bound();
+    let (on_smol, smol_addr) = bound();
+    let mut group = Group::new();
+    group.add(
+        "on tokio",
+        Tokio::serve(on_tokio, app.clone(), Config::default()),
+    );
+    group.add_on(
+        "on smol",
+        allstop::smol::Smol::new(),
+        Smol::serve(on_smol, app.clone(), Config::default()),
+    );
+    let handle = group.stop_handle();
+    let run = start::<Tokio>(group);
+    assert_eq!(
+        Client::connect(tokio_addr).unwrap().get("/").unwrap().body,
+        "hello"
+    );
+    assert_eq!(
+        Client::connect(smol_addr).unwrap().get("/").unwrap().body,
+        "hello"
+    );
+    let client = thread::spawn(move || Client::connect(smol_addr)?.get("/slow"));
+    app.entered.wait_for(1);
+    handle.stop("test");
+    wait_refused(tokio_addr);
+    wait_refused(smol_addr);
+    app.gate.open();
+    assert_eq!(client.join().unwrap().unwrap().body, "slow done");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+    assert_eq!(report.members().len(), 2);
+}
