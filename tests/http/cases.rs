@@ -248,6 +248,40 @@ pub fn drain_deadline_drops_the_rest<N: Net>() {
     app.gate.open();
 }
 
+// H3: the header-read timeout cuts a client that sends its head too slowly,
+// while the server runs on.
+pub fn header_read_timeout_cuts_slow_senders<N: Net>() {
+    let app = App::new();
+    let config = Config {
+        header_read_timeout: Some(Duration::from_millis(200)),
+        ..Config::default()
+    };
+    let (group, addr) = serving::<N>(&app, config);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut slow = Client::connect(addr).unwrap();
+    slow.stream()
+        .write_all(b"GET / HTTP/1.1\r\nHost: te")
+        .unwrap();
+    // Blocks until the server gives up on the head: well before the
+    // client's own 5 s limit (hyper's default would be 30 s).
+    slow.stream()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match std::io::Read::read(slow.stream(), &mut byte) {
+        Ok(0) => {}
+        Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {}
+        other => panic!("the slow sender was not cut: {other:?}"),
+    }
+    assert_eq!(
+        Client::connect(addr).unwrap().get("/").unwrap().body,
+        "hello"
+    );
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
 // Bad input: a malformed request gets 400 and the server goes on serving.
 pub fn malformed_request_gets_400<N: Net>() {
     let app = App::new();

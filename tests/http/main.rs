@@ -19,6 +19,7 @@ macro_rules! http_tests {
             handler_sees_the_stop_and_ends_early,
             drain_deadline_drops_the_rest,
             malformed_request_gets_400,
+            header_read_timeout_cuts_slow_senders,
             no_request_lost_when_stopping_under_load,
         );
     };

@@ -22,6 +22,7 @@ pub type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), ServeError>>
 pub struct Config {
     pub idle_grace: Option<Duration>,
     pub drain_timeout: Option<Duration>,
+    pub header_read_timeout: Option<Duration>,
 }
 
 /// One runtime, as the HTTP tests need it.
@@ -134,6 +135,9 @@ impl Net for Tokio {
                 if let Some(timeout) = config.drain_timeout {
                     server = server.drain_timeout(timeout);
                 }
+                if let Some(timeout) = config.header_read_timeout {
+                    server = server.header_read_timeout(timeout);
+                }
                 server
                     .serve(
                         allstop::tokio::http::TcpListener::from(listener),
@@ -181,6 +185,9 @@ impl Net for Smol {
                 }
                 if let Some(timeout) = config.drain_timeout {
                     server = server.drain_timeout(timeout);
+                }
+                if let Some(timeout) = config.header_read_timeout {
+                    server = server.header_read_timeout(timeout);
                 }
                 server
                     .serve(
