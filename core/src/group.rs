@@ -61,6 +61,7 @@ pub struct Group {
     members: Vec<Member>,
     shared: Arc<Shared>,
     grace: Option<(Duration, Arc<dyn DynTimer>)>,
+    stop_delay: Option<(Duration, Arc<dyn DynTimer>)>,
     observers: Vec<Arc<dyn Observer>>,
 }
 
@@ -91,6 +92,7 @@ impl Group {
             members: Vec::new(),
             shared: Shared::new(),
             grace: None,
+            stop_delay: None,
             observers: Vec::new(),
         }
     }
@@ -260,6 +262,33 @@ impl Group {
     /// ```
     pub fn grace(&mut self, grace: Duration, timer: impl Timer) -> &mut Self {
         self.grace = Some((grace, Arc::new(timer)));
+        self
+    }
+
+    /// Delays the first stop *request* by `delay`, for load balancers: the
+    /// request is announced at once ([`Event::StopRequested`], which turns
+    /// [`Status::is_ready`](crate::Status::is_ready) false and a readiness
+    /// endpoint to 503) while every member keeps serving; the stop begins
+    /// when the delay has passed. A second request skips the delay (and cuts
+    /// the grace short). A member that finishes stops the group at once, as
+    /// always.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let mut group = allstop::Group::new();
+    /// group.stop_delay(Duration::from_millis(10), |d| async move {
+    ///     // your runtime's sleep
+    ///     # std::thread::sleep(d);
+    /// });
+    /// group.add("app", |stop| async move { stop.await; Ok::<(), std::io::Error>(()) });
+    /// group.stop_handle().stop("deploy");
+    /// let report = futures::executor::block_on(group.run());
+    /// assert!(report.is_success());
+    /// ```
+    pub fn stop_delay(&mut self, delay: Duration, timer: impl Timer) -> &mut Self {
+        self.shared.delay_requests();
+        self.stop_delay = Some((delay, Arc::new(timer)));
         self
     }
 
@@ -460,6 +489,7 @@ impl Group {
             watchers,
             shared: self.shared,
             grace: self.grace,
+            stop_delay: self.stop_delay,
             observers: self.observers,
             parent,
         };
@@ -654,6 +684,7 @@ struct Plan {
     watchers: Vec<bool>,
     shared: Arc<Shared>,
     grace: Option<(Duration, Arc<dyn DynTimer>)>,
+    stop_delay: Option<(Duration, Arc<dyn DynTimer>)>,
     observers: Vec<Arc<dyn Observer>>,
     parent: Option<Stop>,
 }
@@ -677,6 +708,8 @@ impl Plan {
         let mut working = self.watchers.iter().filter(|w| !**w).count();
         let mut stop_began: Option<Instant> = None;
         let mut deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+        // The stop delay's sleep, once a request is pending.
+        let mut delay: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
         let mut own = Waiter::new();
         let mut from_parent = Waiter::new();
 
@@ -699,6 +732,23 @@ impl Plan {
             if let Some(parent) = &self.parent {
                 if let Some(cause) = parent.cause() {
                     self.shared.stop(|| Cause::Parent(Box::new(cause.clone())));
+                }
+            }
+            if stop_began.is_none() {
+                if let (None, Some(reason), Some((wait, timer))) =
+                    (&delay, self.shared.pending(), &self.stop_delay)
+                {
+                    self.emit(Event::StopRequested {
+                        reason,
+                        delay: *wait,
+                    });
+                    delay = Some(timer.sleep_boxed(*wait));
+                }
+                if let Some(sleep) = &mut delay {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        let reason = self.shared.pending().cloned().unwrap_or_default();
+                        self.shared.stop(|| Cause::Requested(reason));
+                    }
                 }
             }
             if stop_began.is_none() && self.shared.is_stopped() {
@@ -729,12 +779,14 @@ impl Plan {
             // passes (registered above), or our or the parent's stop state
             // moves on; re-check everything if it already has.
             let began = stop_began.is_some();
+            let delaying = delay.is_some();
             let own_moved = own
                 .poll_until(cx, &self.shared, |shared| {
                     if began {
                         shared.is_forced()
                     } else {
-                        shared.is_stopped()
+                        // A pending request matters until its delay runs.
+                        shared.is_stopped() || (!delaying && shared.pending().is_some())
                     }
                 })
                 .is_ready();

@@ -19,6 +19,15 @@ pub enum Event<'a> {
         /// The member's name.
         name: &'a str,
     },
+    /// A stop was requested and the group's
+    /// [stop delay](crate::Group::stop_delay) runs: members keep running
+    /// (readiness checks should now fail) and the stop begins after `delay`.
+    StopRequested {
+        /// The request's reason.
+        reason: &'a str,
+        /// How long until the stop begins.
+        delay: Duration,
+    },
     /// The stop began.
     StopBegan {
         /// Why.
@@ -146,6 +155,7 @@ pub struct MemberStatus {
 struct Board {
     members: Vec<Slot>,
     cause: Option<Cause>,
+    requested: Option<String>,
 }
 
 #[derive(Debug)]
@@ -211,6 +221,19 @@ impl Status {
         self.lock().cause.is_some()
     }
 
+    /// Whether the group is running and not about to stop: false from the
+    /// moment a stop is requested (during a
+    /// [stop delay](crate::Group::stop_delay)) or begins. A readiness check.
+    ///
+    /// ```
+    /// let status = allstop::Status::new();
+    /// assert!(status.is_ready());
+    /// ```
+    pub fn is_ready(&self) -> bool {
+        let board = self.lock();
+        board.cause.is_none() && board.requested.is_none()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
         // The board is only ever left consistent; a panic elsewhere while
         // holding the lock does not make it unreadable.
@@ -241,6 +264,9 @@ impl Observer for Status {
                 } else {
                     MemberState::Running
                 };
+            }
+            Event::StopRequested { reason, .. } => {
+                board.requested = Some(reason.to_owned());
             }
             Event::StopBegan { cause } => {
                 board.cause = Some(cause.clone());

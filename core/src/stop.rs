@@ -96,6 +96,10 @@ pub(crate) struct Shared {
     requests: AtomicUsize,
     /// Set when the grace period is to be cut short.
     forced: AtomicBool,
+    /// Set when the group delays the first stop request (`Group::stop_delay`).
+    delayed: AtomicBool,
+    /// The first request's reason, while the group delays it.
+    pending: OnceLock<String>,
     /// Woken on the stop and on the force.
     event: Event,
 }
@@ -106,6 +110,8 @@ impl Shared {
             cause: OnceLock::new(),
             requests: AtomicUsize::new(0),
             forced: AtomicBool::new(false),
+            delayed: AtomicBool::new(false),
+            pending: OnceLock::new(),
             event: Event::new(),
         })
     }
@@ -133,10 +139,31 @@ impl Shared {
         // Relaxed is enough: the count only decides first vs. later; the
         // cause and the force are published by `OnceLock` and `force`.
         let earlier = self.requests.fetch_add(1, Ordering::Relaxed);
-        self.stop(|| Cause::Requested(reason));
         if earlier > 0 {
+            // A later request means now: begin the stop if a delay still
+            // holds it back (with the first request's reason), and cut the
+            // grace short.
+            self.stop(|| Cause::Requested(self.pending.get().cloned().unwrap_or(reason)));
             self.force();
+        } else if self.delayed.load(Ordering::Relaxed) {
+            // The run loop sees the pending request (the `OnceLock` publishes
+            // it), announces it, and begins the stop after the delay.
+            let _ = self.pending.set(reason);
+            self.event.notify(usize::MAX);
+        } else {
+            self.stop(|| Cause::Requested(reason));
         }
+    }
+
+    /// Makes the first stop request wait for the run loop's delay.
+    pub(crate) fn delay_requests(&self) {
+        // Relaxed: set while the group is built, before any run.
+        self.delayed.store(true, Ordering::Relaxed);
+    }
+
+    /// The first request's reason, while a stop delay holds it back.
+    pub(crate) fn pending(&self) -> Option<&String> {
+        self.pending.get()
     }
 
     pub(crate) fn force(&self) {

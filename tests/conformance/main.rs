@@ -201,6 +201,8 @@ macro_rules! for_each_test {
             stop_before_run,
             dropping_the_run_drops_every_member,
             member_on_another_runtime,
+            stop_delay_announces_then_stops,
+            second_request_skips_the_stop_delay,
         );
     };
 }

@@ -868,3 +868,46 @@ pub fn member_on_another_runtime<M: Mode>() {
     assert!(matches!(report.members()[0].outcome(), Outcome::Cancelled));
     drops.wait_for(1);
 }
+
+// The stop delay: a request is announced at once (readiness fails) while
+// members keep running, and the stop begins when the delay has passed.
+pub fn stop_delay_announces_then_stops<M: Mode>() {
+    let drops = Counter::new();
+    let timer = ManualTimer::new();
+    let status = Status::new();
+    let mut group = Group::new();
+    group.stop_delay(Duration::from_secs(7), timer.clone());
+    group.observe(status.clone());
+    group.add("app", obeys(&drops));
+    let handle = group.stop_handle();
+    let run = std::thread::spawn(move || M::block_on(M::run(group)));
+    handle.stop("deploy");
+    assert_eq!(timer.wait_requested(), Duration::from_secs(7));
+    assert!(!status.is_ready());
+    assert!(!status.is_stopping());
+    assert!(!handle.is_stopped());
+    assert_eq!(drops.get(), 0, "a member stopped during the delay");
+    timer.fire();
+    let report = run.join().unwrap();
+    assert_eq!(report.cause(), Some(&Cause::Requested("deploy".into())));
+    assert!(report.is_success());
+    assert_eq!(drops.get(), 1);
+}
+
+// A second request skips the stop delay.
+pub fn second_request_skips_the_stop_delay<M: Mode>() {
+    let drops = Counter::new();
+    let timer = ManualTimer::new();
+    let mut group = Group::new();
+    group.stop_delay(Duration::from_secs(3600), timer.clone());
+    group.add("app", obeys(&drops));
+    let handle = group.stop_handle();
+    let run = std::thread::spawn(move || M::block_on(M::run(group)));
+    handle.stop("first");
+    timer.wait_requested();
+    handle.stop("second");
+    // The delay's timer is never fired.
+    let report = run.join().unwrap();
+    assert_eq!(report.cause(), Some(&Cause::Requested("first".into())));
+    drops.wait_for(1);
+}
