@@ -64,6 +64,9 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "pprof")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
+pub mod debug;
 mod group;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

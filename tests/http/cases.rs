@@ -14,13 +14,13 @@ use crate::client::Client;
 use crate::common::{Counter, HANG};
 use crate::net::{App, Config, Net};
 
-fn bound() -> (TcpListener, SocketAddr) {
+pub fn bound() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     (listener, addr)
 }
 
-fn start<N: Net>(group: Group) -> thread::JoinHandle<Report> {
+pub fn start<N: Net>(group: Group) -> thread::JoinHandle<Report> {
     thread::spawn(move || N::block_on(N::run(group)))
 }
 
@@ -42,7 +42,7 @@ fn wait_refused(addr: SocketAddr) {
 fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
     let (listener, addr) = bound();
     let mut group = Group::new();
-    group.add("app", N::serve(listener, app.clone(), config));
+    group.add("app", N::serve(listener, app.clone().service(), config));
     (group, addr)
 }
 
@@ -60,7 +60,7 @@ pub fn slow_request_completes_while_new_connections_are_refused<N: Net>() {
     app.gate.open();
     let response = client.join().unwrap().unwrap();
     assert_eq!(response.status, 200);
-    assert_eq!(response.body, "slow done");
+    assert_eq!(response.text(), "slow done");
     assert!(response.closes(), "{response:?}");
     let report = run.join().unwrap();
     assert!(report.is_success(), "{report}");
@@ -77,7 +77,7 @@ pub fn idle_and_unused_connections_do_not_delay_the_stop<N: Net>() {
         .map(|_| {
             let mut client = Client::connect(addr).unwrap();
             let response = client.get("/").unwrap();
-            assert_eq!(response.body, "hello");
+            assert_eq!(response.text(), "hello");
             assert!(!response.closes());
             client
         })
@@ -215,7 +215,7 @@ pub fn handler_sees_the_stop_and_ends_early<N: Net>() {
     app.entered.wait_for(1);
     handle.stop("test");
     let response = client.join().unwrap().unwrap();
-    assert_eq!(response.body, "stopped early");
+    assert_eq!(response.text(), "stopped early");
     assert!(run.join().unwrap().is_success());
 }
 
@@ -275,7 +275,7 @@ pub fn header_read_timeout_cuts_slow_senders<N: Net>() {
         other => panic!("the slow sender was not cut: {other:?}"),
     }
     assert_eq!(
-        Client::connect(addr).unwrap().get("/").unwrap().body,
+        Client::connect(addr).unwrap().get("/").unwrap().text(),
         "hello"
     );
     handle.stop("test");
@@ -293,7 +293,7 @@ pub fn malformed_request_gets_400<N: Net>() {
     let response = bad.read().unwrap();
     assert_eq!(response.status, 400);
     assert_eq!(
-        Client::connect(addr).unwrap().get("/").unwrap().body,
+        Client::connect(addr).unwrap().get("/").unwrap().text(),
         "hello"
     );
     handle.stop("test");
@@ -328,7 +328,7 @@ pub fn no_request_lost_when_stopping_under_load<N: Net>() {
                         }
                         match client.read() {
                             Ok(response) => {
-                                assert_eq!(response.body, "hello");
+                                assert_eq!(response.text(), "hello");
                                 answered.fetch_add(1, Ordering::SeqCst);
                                 if response.closes() {
                                     continue 'connections;
@@ -368,21 +368,25 @@ pub fn a_group_spanning_tokio_and_smol_stops_cleanly() {
     let mut group = Group::new();
     group.add(
         "on tokio",
-        Tokio::serve(on_tokio, app.clone(), Config::default()),
+        Tokio::serve(on_tokio, app.clone().service(), Config::default()),
     );
     group.add_on(
         "on smol",
         allstop::smol::Smol::new(),
-        Smol::serve(on_smol, app.clone(), Config::default()),
+        Smol::serve(on_smol, app.clone().service(), Config::default()),
     );
     let handle = group.stop_handle();
     let run = start::<Tokio>(group);
     assert_eq!(
-        Client::connect(tokio_addr).unwrap().get("/").unwrap().body,
+        Client::connect(tokio_addr)
+            .unwrap()
+            .get("/")
+            .unwrap()
+            .text(),
         "hello"
     );
     assert_eq!(
-        Client::connect(smol_addr).unwrap().get("/").unwrap().body,
+        Client::connect(smol_addr).unwrap().get("/").unwrap().text(),
         "hello"
     );
     let client = thread::spawn(move || Client::connect(smol_addr)?.get("/slow"));
@@ -391,7 +395,7 @@ pub fn a_group_spanning_tokio_and_smol_stops_cleanly() {
     wait_refused(tokio_addr);
     wait_refused(smol_addr);
     app.gate.open();
-    assert_eq!(client.join().unwrap().unwrap().body, "slow done");
+    assert_eq!(client.join().unwrap().unwrap().text(), "slow done");
     let report = run.join().unwrap();
     assert!(report.is_success(), "{report}");
     assert_eq!(report.members().len(), 2);

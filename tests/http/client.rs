@@ -9,10 +9,14 @@ use std::net::{SocketAddr, TcpStream};
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub body: Vec<u8>,
 }
 
 impl Response {
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("a text body")
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -44,7 +48,12 @@ impl Client {
     }
 
     pub fn send(&mut self, path: &str) -> io::Result<()> {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        self.send_method("GET", path)
+    }
+
+    pub fn send_method(&mut self, method: &str, path: &str) -> io::Result<()> {
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n");
         self.stream().write_all(request.as_bytes())
     }
 
@@ -85,7 +94,7 @@ impl Client {
         Ok(Response {
             status,
             headers,
-            body: String::from_utf8(body).unwrap(),
+            body,
         })
     }
 

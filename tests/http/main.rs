@@ -5,11 +5,13 @@ mod cases;
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(feature = "pprof")]
+mod debug_cases;
 mod net;
 
 macro_rules! http_tests {
     ($net:ty) => {
-        http_tests!($net;
+        instantiate!(cases, $net;
             slow_request_completes_while_new_connections_are_refused,
             idle_and_unused_connections_do_not_delay_the_stop,
             half_sent_request_does_not_delay_the_stop,
@@ -23,14 +25,41 @@ macro_rules! http_tests {
             no_request_lost_when_stopping_under_load,
         );
     };
-    ($net:ty; $($test:ident),* $(,)?) => {
+}
+
+/// One `#[test]` per case of `crate::$module`, on `$net`.
+macro_rules! instantiate {
+    ($module:ident, $net:ty; $($test:ident),* $(,)?) => {
         $(
             #[test]
             fn $test() {
-                crate::common::bounded(|| crate::cases::$test::<$net>());
+                crate::common::bounded(|| crate::$module::$test::<$net>());
             }
         )*
     };
+}
+
+macro_rules! debug_tests {
+    ($net:ty) => {
+        instantiate!(debug_cases, $net;
+            profile_is_a_gzipped_pprof_protobuf,
+            flamegraph_is_svg,
+            bad_requests_get_clear_errors,
+            second_profile_conflicts_and_the_stop_ends_the_first,
+            readyz_fails_from_the_stop_request,
+            group_status_follows_the_members,
+        );
+    };
+}
+
+#[cfg(all(feature = "tokio", feature = "pprof"))]
+mod debug_on_tokio {
+    debug_tests!(crate::net::Tokio);
+}
+
+#[cfg(all(feature = "smol", feature = "pprof"))]
+mod debug_on_smol {
+    debug_tests!(crate::net::Smol);
 }
 
 #[cfg(feature = "tokio")]

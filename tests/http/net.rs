@@ -25,15 +25,42 @@ pub struct Config {
     pub header_read_timeout: Option<Duration>,
 }
 
+/// A service the tests serve: the test app, or the debug routes.
+pub trait Svc:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Svc for T where
+    T: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Full<Bytes>>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// One runtime, as the HTTP tests need it.
 pub trait Net: 'static {
     fn block_on<F: Future>(future: F) -> F::Output;
     /// Runs the group, a task per member.
     fn run(group: Group) -> Run;
-    /// A member serving `app` on an already bound listener.
-    fn serve(
+    /// A member serving `service` on an already bound listener.
+    fn serve<S: Svc>(
         listener: std::net::TcpListener,
-        app: App,
+        service: S,
         config: Config,
     ) -> impl FnOnce(Stop) -> Serving + Send + 'static;
     /// The adapter's ready-made member: bind `addr`, serve `app`.
@@ -119,9 +146,9 @@ impl Net for Tokio {
         group.run_spawned(allstop::tokio::Tokio::new())
     }
 
-    fn serve(
+    fn serve<S: Svc>(
         listener: std::net::TcpListener,
-        app: App,
+        service: S,
         config: Config,
     ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
         move |stop: Stop| -> Serving {
@@ -141,7 +168,7 @@ impl Net for Tokio {
                 server
                     .serve(
                         allstop::tokio::http::TcpListener::from(listener),
-                        app.service(),
+                        service,
                         stop,
                     )
                     .await
@@ -171,9 +198,9 @@ impl Net for Smol {
         group.run_spawned(allstop::smol::Smol::new())
     }
 
-    fn serve(
+    fn serve<S: Svc>(
         listener: std::net::TcpListener,
-        app: App,
+        service: S,
         config: Config,
     ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
         move |stop: Stop| -> Serving {
@@ -192,7 +219,7 @@ impl Net for Smol {
                 server
                     .serve(
                         allstop::smol::http::TcpListener::from(listener),
-                        app.service(),
+                        service,
                         stop,
                     )
                     .await

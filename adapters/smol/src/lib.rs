@@ -29,9 +29,15 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "pprof")]
+mod debug;
 pub mod http;
 mod runtime;
 mod signals;
 
 pub use runtime::{Smol, SmolSleep, SmolTask};
 pub use signals::signals;
+
+#[cfg(feature = "pprof")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
+pub use debug::{add_debug_server, add_debug_server_on};

@@ -1,0 +1,379 @@
+//! The debug server's routes: CPU profiles and flamegraphs, health,
+//! readiness and the group's status, as one hyper service that either
+//! adapter serves.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /debug/pprof/` | an index of these routes |
+//! | `GET /debug/pprof/profile?seconds=N` | a CPU profile over N seconds (default 30) as a gzip-compressed pprof protobuf: `go tool pprof http://HOST/debug/pprof/profile` |
+//! | `GET /debug/pprof/flamegraph?seconds=N` | the same profile as an SVG flamegraph |
+//! | `GET /healthz` | 200 while the process is up |
+//! | `GET /readyz` | 200 while the group runs; 503 from the moment a stop is requested or begins |
+//! | `GET /debug/group` | the members, their states and uptimes, the stop's cause, and whether a profile is running, as JSON |
+//!
+//! `seconds` out of range (1 to the maximum, 300 by default) or not a whole
+//! number gets 400; a second profile while one runs anywhere in the process
+//! gets 409 (pprof-rs has one profiler per process); an unknown path 404; a
+//! method other than GET 405. A profile in progress ends early when the
+//! group stops, and answers with what it has, so it never holds the
+//! shutdown. Profiles are taken and encoded on a thread of their own, off
+//! the async threads.
+//!
+//! **Serve it on loopback only** (the adapters' default,
+//! [`DEFAULT_ADDR`]): profiles and the group's state reveal the program's
+//! internals, and a profile costs CPU.
+//!
+//! ```
+//! use allstop::debug::Debug;
+//!
+//! let mut group = allstop::Group::new();
+//! // Watches the group, for /readyz and /debug/group.
+//! let debug = Debug::new().attach(&mut group);
+//! // Then serve `debug` like any hyper service, e.g. with
+//! // `allstop::tokio::http::serve_on(allstop::debug::DEFAULT_ADDR, debug)`,
+//! // or add it in one line with `allstop::tokio::add_debug_server`.
+//! # drop(debug);
+//! ```
+
+mod json;
+mod profile;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::pin::Pin;
+use std::sync::{mpsc, Arc};
+
+use bytes::Bytes;
+use futures::future::{select, Either};
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_DISPOSITION, CONTENT_TYPE};
+use hyper::service::Service;
+use hyper::{Method, Request, Response, StatusCode};
+
+use self::profile::{Format, ProfilerLock};
+use crate::{Group, Status, Stop};
+
+/// Where the adapters' debug server listens unless told otherwise:
+/// `127.0.0.1:8001`, loopback only.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8001));
+
+/// The debug routes, as a hyper service. Cheap to clone.
+///
+/// ```
+/// let debug = allstop::debug::Debug::new().max_seconds(60).frequency(199);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Debug {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    status: Status,
+    max_seconds: u64,
+    default_seconds: u64,
+    frequency: i32,
+}
+
+impl Default for Debug {
+    fn default() -> Self {
+        Debug::new()
+    }
+}
+
+impl Debug {
+    /// The routes with the default settings: profiles of 30 s unless asked,
+    /// at most 300 s, sampled at 99 Hz.
+    pub fn new() -> Self {
+        Debug {
+            inner: Arc::new(Inner {
+                status: Status::new(),
+                max_seconds: 300,
+                default_seconds: 30,
+                frequency: 99,
+            }),
+        }
+    }
+
+    fn with(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            status: shared.status.clone(),
+            max_seconds: shared.max_seconds,
+            default_seconds: shared.default_seconds,
+            frequency: shared.frequency,
+        });
+        change(&mut inner);
+        Debug {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The longest profile one may ask for, in seconds (default 300). The
+    /// default length is 30 s or this, whichever is shorter.
+    pub fn max_seconds(self, max: u64) -> Self {
+        self.with(|inner| {
+            inner.max_seconds = max.max(1);
+            inner.default_seconds = inner.default_seconds.min(inner.max_seconds);
+        })
+    }
+
+    /// The sampling frequency in Hz (default 99).
+    pub fn frequency(self, hz: i32) -> Self {
+        self.with(|inner| inner.frequency = hz.max(1))
+    }
+
+    /// The status the routes report, kept by the group this was
+    /// [attached](Debug::attach) to.
+    pub fn status(&self) -> &Status {
+        &self.inner.status
+    }
+
+    /// Makes `group` report to these routes (`/readyz`, `/debug/group`),
+    /// through the group's observer hook.
+    pub fn attach(self, group: &mut Group) -> Self {
+        group.observe(self.inner.status.clone());
+        self
+    }
+
+    async fn respond(
+        self,
+        method: Method,
+        path: String,
+        query: Option<String>,
+        stop: Option<Stop>,
+    ) -> Response<Full<Bytes>> {
+        let route = match path.as_str() {
+            "/debug/pprof" | "/debug/pprof/" => Route::Index,
+            "/debug/pprof/profile" => Route::Profile(Format::Pprof),
+            "/debug/pprof/flamegraph" => Route::Profile(Format::Flamegraph),
+            "/healthz" => Route::Health,
+            "/readyz" => Route::Ready,
+            "/debug/group" => Route::Group,
+            _ => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("no route {path}; see /debug/pprof/\n"),
+                )
+            }
+        };
+        if method != Method::GET {
+            let mut response = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{path} answers GET only, not {method}\n"),
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET"));
+            return response;
+        }
+        let inner = &self.inner;
+        match route {
+            Route::Index => {
+                let mut response = Response::new(Full::new(Bytes::from(INDEX)));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                response
+            }
+            Route::Health => text(StatusCode::OK, "ok\n".into()),
+            Route::Ready => {
+                if inner.status.is_ready() {
+                    text(StatusCode::OK, "ready\n".into())
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into())
+                }
+            }
+            Route::Group => {
+                let mut response = Response::new(Full::new(Bytes::from(json::group(
+                    &inner.status,
+                    profile::is_running(),
+                ))));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
+            }
+            Route::Profile(format) => {
+                let seconds =
+                    match seconds(query.as_deref(), inner.default_seconds, inner.max_seconds) {
+                        Ok(seconds) => seconds,
+                        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+                    };
+                self.profile(seconds, format, stop).await
+            }
+        }
+    }
+
+    async fn profile(
+        &self,
+        seconds: u64,
+        format: Format,
+        stop: Option<Stop>,
+    ) -> Response<Full<Bytes>> {
+        let Some(lock) = ProfilerLock::acquire() else {
+            return text(
+                StatusCode::CONFLICT,
+                "a CPU profile is already running in this process (one at a time); try again when it ends\n".into(),
+            );
+        };
+        let (cancel, cancelled) = mpsc::channel();
+        let (done, result) = futures::channel::oneshot::channel();
+        let frequency = self.inner.frequency;
+        let spawned = std::thread::Builder::new()
+            .name("allstop-profile".into())
+            .spawn(move || {
+                let _lock = lock;
+                let _ = done.send(profile::run(seconds, frequency, format, cancelled));
+            });
+        if let Err(error) = spawned {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start the profiling thread: {error}\n"),
+            );
+        }
+        // If this request goes away, `cancel` is dropped and the profile
+        // ends; if the group stops, it ends now with what it has.
+        let result = match stop {
+            None => result.await,
+            Some(stop) => match select(result, stop).await {
+                Either::Left((result, _)) => result,
+                Either::Right(((), result)) => {
+                    let _ = cancel.send(());
+                    result.await
+                }
+            },
+        };
+        match result {
+            Ok(Ok(bytes)) => {
+                let mut response = Response::new(Full::new(Bytes::from(bytes)));
+                let headers = response.headers_mut();
+                match format {
+                    Format::Pprof => {
+                        headers.insert(
+                            CONTENT_TYPE,
+                            HeaderValue::from_static("application/octet-stream"),
+                        );
+                        headers.insert(
+                            CONTENT_DISPOSITION,
+                            HeaderValue::from_static("attachment; filename=\"profile.pb.gz\""),
+                        );
+                    }
+                    Format::Flamegraph => {
+                        headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+                    }
+                }
+                response
+            }
+            Ok(Err(message)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{message}\n")),
+            Err(_) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the profiling thread ended without a profile\n".into(),
+            ),
+        }
+    }
+}
+
+enum Route {
+    Index,
+    Profile(Format),
+    Health,
+    Ready,
+    Group,
+}
+
+impl<B> Service<Request<B>> for Debug {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().map(str::to_owned);
+        // Served by allstop's server, the request carries the group's stop.
+        let stop = request.extensions().get::<Stop>().cloned();
+        let debug = self.clone();
+        Box::pin(async move { Ok(debug.respond(method, path, query, stop).await) })
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The `seconds` query parameter: absent means the default; anything but a
+/// whole number from 1 to `max` is an error saying what is accepted.
+fn seconds(query: Option<&str>, default: u64, max: u64) -> Result<u64, String> {
+    let accepted = format!("whole seconds from 1 to {max}");
+    let Some(value) = query.unwrap_or("").split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == "seconds").then_some(value)
+    }) else {
+        return Ok(default);
+    };
+    if value.is_empty() {
+        return Err(format!("seconds needs a value: {accepted}\n"));
+    }
+    match value.parse::<i64>() {
+        Ok(n) if n >= 1 && n as u64 <= max => Ok(n as u64),
+        Ok(n) => Err(format!("seconds={n} is out of range: {accepted}\n")),
+        Err(_) => Err(format!("seconds={value:?} is not a number: {accepted}\n")),
+    }
+}
+
+const INDEX: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>/debug/pprof/</title></head>
+<body>
+<h1>/debug/pprof/</h1>
+<ul>
+<li><a href="profile?seconds=30">profile</a>: a CPU profile of the whole process over <code>seconds</code> (default 30), as a gzip-compressed pprof protobuf.
+Read it with <code>go tool pprof http://HOST/debug/pprof/profile?seconds=30</code>, then <code>top</code>, <code>list NAME</code> or <code>web</code>;
+or <code>go tool pprof -http=:0 FILE</code> for a browser view.</li>
+<li><a href="flamegraph?seconds=10">flamegraph</a>: the same profile as an SVG flamegraph, for a browser. Wider boxes took more CPU; callers are below their callees.</li>
+<li><a href="/healthz">/healthz</a>: 200 while the process is up.</li>
+<li><a href="/readyz">/readyz</a>: 200 while the group runs, 503 once it is stopping.</li>
+<li><a href="/debug/group">/debug/group</a>: the group's members, their states and uptimes, and the cause of the stop, as JSON.</li>
+</ul>
+<p>One profile runs at a time in a process; a second one gets 409. A running profile ends early when the group stops.</p>
+</body></html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+
+    #[test]
+    fn seconds_accepts_whole_numbers_in_range() {
+        assert_eq!(seconds(None, 30, 300), Ok(30));
+        assert_eq!(seconds(Some("debug=1"), 30, 300), Ok(30));
+        assert_eq!(seconds(Some("seconds=5"), 30, 300), Ok(5));
+        assert_eq!(seconds(Some("x=1&seconds=300"), 30, 300), Ok(300));
+    }
+
+    #[test]
+    fn seconds_rejects_the_rest_saying_what_is_accepted() {
+        for bad in [
+            "seconds",
+            "seconds=",
+            "seconds=0",
+            "seconds=-3",
+            "seconds=301",
+            "seconds=1.5",
+            "seconds=ten",
+        ] {
+            let message = seconds(Some(bad), 30, 300).unwrap_err();
+            assert!(
+                message.contains("whole seconds from 1 to 300"),
+                "{bad}: {message}"
+            );
+        }
+    }
+}
