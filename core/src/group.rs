@@ -696,6 +696,21 @@ impl Plan {
         }
     }
 
+    /// Notes that the stop began: tells the observers, arms the deadline.
+    fn begin_stop(
+        &self,
+        stop_began: &mut Option<Instant>,
+        deadline: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) {
+        *stop_began = Some(Instant::now());
+        if let Some(cause) = self.shared.cause() {
+            self.emit(Event::StopBegan { cause });
+        }
+        if let Some((grace, timer)) = &self.grace {
+            *deadline = Some(timer.sleep_boxed(*grace));
+        }
+    }
+
     async fn drive(self, mut driver: impl Driver) -> Report {
         let started = Instant::now();
         let count = self.names.len();
@@ -714,6 +729,16 @@ impl Plan {
         let mut from_parent = Waiter::new();
 
         poll_fn(|cx| loop {
+            // A stop from outside is told before the exits it causes; a
+            // member's exit before the stop it causes (below).
+            if stop_began.is_none()
+                && self
+                    .shared
+                    .cause()
+                    .is_some_and(|cause| !matches!(cause, Cause::Finished { .. }))
+            {
+                self.begin_stop(&mut stop_began, &mut deadline);
+            }
             while running > 0 {
                 let Poll::Ready(Some(done)) = driver.poll_next(cx) else {
                     break;
@@ -752,13 +777,7 @@ impl Plan {
                 }
             }
             if stop_began.is_none() && self.shared.is_stopped() {
-                stop_began = Some(Instant::now());
-                if let Some(cause) = self.shared.cause() {
-                    self.emit(Event::StopBegan { cause });
-                }
-                if let Some((grace, timer)) = &self.grace {
-                    deadline = Some(timer.sleep_boxed(*grace));
-                }
+                self.begin_stop(&mut stop_began, &mut deadline);
             }
 
             if running == 0 {

@@ -75,12 +75,17 @@ mod observer;
 mod report;
 mod runtime;
 mod stop;
+#[cfg(feature = "tracing")]
+mod tracing;
 
 pub use group::{Group, Nested, Run};
 pub use observer::{Event, MemberState, MemberStatus, Observer, Status};
 pub use report::{GroupFailed, MemberReport, Outcome, Report};
 pub use runtime::{Runtime, Timer};
 pub use stop::{Cause, Finish, Stop, StopHandle};
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use tracing::Tracing;
 
 /// The error type members return, once boxed: anything that converts into
 /// it (`std::io::Error`, `String`, `&str`, your own error types) can be a

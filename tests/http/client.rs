@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! A small blocking HTTP/1.1 client over std sockets: exact about what
 //! arrives (full responses, clean closes, resets), and independent of the
 //! server's runtime.

@@ -1,0 +1,50 @@
+//! The group's lifecycle as `tracing` events: an observer.
+
+use crate::observer::{Event, Observer};
+use crate::report::Outcome;
+
+/// An [`Observer`] that reports the group's lifecycle as [`tracing`]
+/// events, target `allstop`: members starting (debug), a stop requested or
+/// beginning with its cause (info), members exiting (info when `Ok`, error
+/// otherwise), members cancelled at the deadline (warn), and the group done
+/// with its drain time (info).
+///
+/// ```
+/// let mut group = allstop::Group::new();
+/// group.observe(allstop::Tracing);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tracing;
+
+impl Observer for Tracing {
+    fn on_event(&self, event: &Event<'_>) {
+        match event {
+            Event::MemberStarted { name, .. } => {
+                tracing::debug!(target: "allstop", member = %name, "member started");
+            }
+            Event::StopRequested { reason, delay } => tracing::info!(
+                target: "allstop",
+                "stop requested: {reason}; stopping in {} ms",
+                delay.as_millis()
+            ),
+            Event::StopBegan { cause } => tracing::info!(target: "allstop", "stopping: {cause}"),
+            Event::MemberExited { name, outcome, .. } => match outcome {
+                Outcome::Ok => tracing::info!(target: "allstop", member = %name, "member exited"),
+                other => tracing::error!(target: "allstop", member = %name, "member {other}"),
+            },
+            Event::MemberCancelled { name, .. } => tracing::warn!(
+                target: "allstop",
+                member = %name,
+                "member cancelled: did not stop before the deadline"
+            ),
+            Event::GroupDone { report } => match report.cause() {
+                Some(cause) => tracing::info!(
+                    target: "allstop",
+                    "stopped: {cause}; drain took {} ms",
+                    report.drain().as_millis()
+                ),
+                None => tracing::info!(target: "allstop", "stopped: the group had no members"),
+            },
+        }
+    }
+}

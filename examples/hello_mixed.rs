@@ -1,0 +1,43 @@
+//! One group across two runtimes: the app server on tokio, the debug server
+//! on smol, in one process; they stop together, gracefully, on SIGINT or
+//! SIGTERM — or when either of them fails.
+//!
+//! ```text
+//! cargo run --example hello_mixed --features tokio,smol,pprof,tracing
+//! ```
+
+mod shared;
+
+use std::process::ExitCode;
+
+use allstop::debug::Debug;
+use allstop::smol::Smol;
+use allstop::tokio::{http, signals, Tokio};
+use allstop::Group;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let flags = shared::Flags::parse();
+    shared::init_logging();
+
+    let mut group = Group::new();
+    group.grace(flags.grace, Tokio::new());
+    group.observe(allstop::Tracing);
+    let app = shared::app(|d| Box::pin(tokio::time::sleep(d)));
+    group.add("app", http::serve_on(flags.app, app));
+    // The debug server runs on smol's executor, in the same group.
+    let debug = Debug::new().attach(&mut group);
+    group.add_on(
+        "debug",
+        Smol::new(),
+        allstop::smol::http::serve_on(flags.debug, debug),
+    );
+    group.add_watcher("signals", signals());
+
+    tracing::info!(
+        "app on http://{}/ (tokio), debug server on http://{}/debug/pprof/ (smol)",
+        flags.app,
+        flags.debug
+    );
+    shared::finish(group.run_spawned(Tokio::new()).await)
+}

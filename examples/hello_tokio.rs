@@ -1,0 +1,37 @@
+//! The program from *Practical Go*, on tokio: an app server and a debug
+//! server that stop together, gracefully, on SIGINT or SIGTERM — or when
+//! either of them fails.
+//!
+//! ```text
+//! cargo run --example hello_tokio --features tokio,pprof,tracing
+//! curl http://127.0.0.1:8080/
+//! go tool pprof http://127.0.0.1:8001/debug/pprof/profile?seconds=5
+//! ```
+
+mod shared;
+
+use std::process::ExitCode;
+
+use allstop::tokio::{add_debug_server_on, http, signals, Tokio};
+use allstop::Group;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let flags = shared::Flags::parse();
+    shared::init_logging();
+
+    let mut group = Group::new();
+    group.grace(flags.grace, Tokio::new());
+    group.observe(allstop::Tracing);
+    let app = shared::app(|d| Box::pin(tokio::time::sleep(d)));
+    group.add("app", http::serve_on(flags.app, app));
+    add_debug_server_on(&mut group, flags.debug);
+    group.add_watcher("signals", signals());
+
+    tracing::info!(
+        "app on http://{}/, debug server on http://{}/debug/pprof/",
+        flags.app,
+        flags.debug
+    );
+    shared::finish(group.run_spawned(Tokio::new()).await)
+}
