@@ -1,6 +1,5 @@
 //! The group: members added by name, run together, stopped together.
 
-use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::{poll_fn, Future};
@@ -13,19 +12,12 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 
+use crate::member::{self, Done, MemberFuture};
 use crate::observer::{Event, Observer};
-use crate::report::{ErrorChain, GroupFailed, MemberReport, Outcome, Report};
+use crate::report::{GroupFailed, MemberReport, Outcome, Report};
 use crate::runtime::{DynTimer, Runtime, Timer};
-use crate::stop::{Cause, Finish, Shared, Stop, StopHandle, Waiter};
+use crate::stop::{Cause, Shared, Stop, StopHandle, Waiter};
 use crate::BoxError;
-
-type MemberFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
-
-struct Member {
-    name: Cow<'static, str>,
-    watcher: bool,
-    future: MemberFuture,
-}
 
 /// A set of named, long-lived async members that run as one unit.
 ///
@@ -58,7 +50,10 @@ struct Member {
 /// assert!(!report.is_success());
 /// ```
 pub struct Group {
-    members: Vec<Member>,
+    // One column per field: no copy when the group starts.
+    names: Vec<Cow<'static, str>>,
+    watchers: Vec<bool>,
+    futures: Vec<MemberFuture>,
     shared: Arc<Shared>,
     grace: Option<(Duration, Arc<dyn DynTimer>)>,
     stop_delay: Option<(Duration, Arc<dyn DynTimer>)>,
@@ -74,10 +69,7 @@ impl Default for Group {
 impl fmt::Debug for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Group")
-            .field(
-                "members",
-                &self.members.iter().map(|m| &*m.name).collect::<Vec<_>>(),
-            )
+            .field("members", &self.names)
             .field("grace", &self.grace.as_ref().map(|(grace, _)| grace))
             .field("observers", &self.observers.len())
             .field("cause", &self.shared.cause())
@@ -89,7 +81,9 @@ impl Group {
     /// An empty group with no grace deadline.
     pub fn new() -> Self {
         Group {
-            members: Vec::new(),
+            names: Vec::new(),
+            watchers: Vec::new(),
+            futures: Vec::new(),
             shared: Shared::new(),
             grace: None,
             stop_delay: None,
@@ -231,15 +225,10 @@ impl Group {
         E: Into<BoxError>,
     {
         let stop = Stop::new(self.shared.clone());
-        // The closure runs on the first poll, inside the group's panic
-        // guard: a member that panics while starting is reported like any
-        // other panic. One allocation holds both the closure and its future.
-        let future = Box::pin(async move { member(stop).await.map_err(Into::into) });
-        self.members.push(Member {
-            name,
-            watcher,
-            future,
-        });
+        self.futures
+            .push(member::wrap(self.futures.len(), stop, member));
+        self.names.push(name);
+        self.watchers.push(watcher);
         self
     }
 
@@ -317,12 +306,12 @@ impl Group {
 
     /// How many members (watchers included) have been added.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.futures.len()
     }
 
     /// Whether no member has been added.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.futures.is_empty()
     }
 
     /// Runs every member inside the calling task, all polled concurrently by
@@ -437,11 +426,7 @@ impl Group {
 
     fn run_in_task(self, parent: Option<Stop>) -> Run {
         let (plan, members) = self.into_plan(parent);
-        let set: FuturesUnordered<_> = members
-            .into_iter()
-            .enumerate()
-            .map(|(index, future)| finish(index, future, plan.shared.clone(), plan.names.clone()))
-            .collect();
+        let set: FuturesUnordered<MemberFuture> = members.into_iter().collect();
         Run::new(plan.drive(InTask { set: Some(set) }))
     }
 
@@ -455,12 +440,10 @@ impl Group {
             let (tx, rx) = async_channel::bounded(members.len().max(1));
             let tasks = members
                 .into_iter()
-                .enumerate()
-                .map(|(index, future)| {
-                    let done = finish(index, future, plan.shared.clone(), plan.names.clone());
-                    let tx = tx.clone();
-                    runtime.spawn(async move {
-                        let _ = tx.try_send(done.await);
+                .map(|member| {
+                    runtime.spawn(Reporting {
+                        member,
+                        tx: tx.clone(),
                     })
                 })
                 .collect();
@@ -469,31 +452,44 @@ impl Group {
                 runtime,
                 rx: Box::pin(rx),
                 tasks,
-                joined: 0,
             };
             plan.drive(driver).await
         })
     }
 
     fn into_plan(self, parent: Option<Stop>) -> (Plan, Vec<MemberFuture>) {
-        let mut names = Vec::with_capacity(self.members.len());
-        let mut watchers = Vec::with_capacity(self.members.len());
-        let mut futures = Vec::with_capacity(self.members.len());
-        for member in self.members {
-            names.push(member.name);
-            watchers.push(member.watcher);
-            futures.push(member.future);
-        }
+        let names = Arc::new(self.names);
+        self.shared.set_names(names.clone());
         let plan = Plan {
-            names: names.into(),
-            watchers,
+            names,
+            watchers: self.watchers,
             shared: self.shared,
             grace: self.grace,
             stop_delay: self.stop_delay,
             observers: self.observers,
             parent,
         };
-        (plan, futures)
+        (plan, self.futures)
+    }
+}
+
+/// A spawned member: sends its result to the collector. Its fields drop in
+/// order, the member before the sender, so that the channel closing (the
+/// last sender gone) means every member future is gone — whether it ended or
+/// was cancelled.
+struct Reporting {
+    member: MemberFuture,
+    tx: async_channel::Sender<Done>,
+}
+
+impl Future for Reporting {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let done = std::task::ready!(self.member.as_mut().poll(cx));
+        // Never full: the channel has a slot per member (S5).
+        let _ = self.tx.try_send(done);
+        Poll::Ready(())
     }
 }
 
@@ -553,53 +549,6 @@ impl Future for Nested {
     }
 }
 
-/// A member that has ended on its own.
-struct Done {
-    index: usize,
-    outcome: Outcome,
-    at: Instant,
-}
-
-/// Runs one member to its end, catching its panic, and begins the stop from
-/// right here — in the member's own task — so the cause is the member that
-/// truly finished first, and the others hear of it without a hop through
-/// the collector.
-async fn finish(
-    index: usize,
-    future: MemberFuture,
-    shared: Arc<Shared>,
-    names: Arc<[Cow<'static, str>]>,
-) -> Done {
-    let outcome = match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(error)) => Outcome::Err(error),
-        Err(payload) => Outcome::Panicked(panic_message(payload)),
-    };
-    shared.stop(|| Cause::Finished {
-        member: names[index].to_string(),
-        how: match &outcome {
-            Outcome::Ok | Outcome::Cancelled => Finish::Ok,
-            Outcome::Err(error) => Finish::Failed(ErrorChain(&**error).to_string()),
-            Outcome::Panicked(message) => Finish::Panicked(message.clone()),
-        },
-    });
-    Done {
-        index,
-        outcome,
-        at: Instant::now(),
-    }
-}
-
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    if let Some(message) = payload.downcast_ref::<&'static str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
-
 /// How the members of one run are executed: all in the run's own task, or a
 /// task each on a runtime.
 trait Driver {
@@ -614,11 +563,11 @@ trait Driver {
     fn poll_gone(&mut self, cx: &mut Context<'_>, late: &mut Vec<Done>) -> Poll<()>;
 }
 
-struct InTask<F> {
-    set: Option<FuturesUnordered<F>>,
+struct InTask {
+    set: Option<FuturesUnordered<MemberFuture>>,
 }
 
-impl<F: Future<Output = Done>> Driver for InTask<F> {
+impl Driver for InTask {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Done>> {
         match &mut self.set {
             Some(set) => set.poll_next_unpin(cx),
@@ -635,7 +584,7 @@ impl<F: Future<Output = Done>> Driver for InTask<F> {
 
     fn poll_gone(&mut self, _cx: &mut Context<'_>, _late: &mut Vec<Done>) -> Poll<()> {
         // In-task members are dropped synchronously by `cancel_all`, and the
-        // ones that ended were dropped inside `finish`.
+        // ones that ended were dropped by `FuturesUnordered` as they ended.
         Poll::Ready(())
     }
 }
@@ -644,43 +593,40 @@ struct Spawned<R: Runtime> {
     runtime: R,
     // Boxed because the receiver keeps its listener inline and is !Unpin.
     rx: Pin<Box<async_channel::Receiver<Done>>>,
+    /// For cancelling; dropping them cancels too (the runtime contract).
     tasks: Vec<R::Task>,
-    /// Tasks before this index are known to be gone.
-    joined: usize,
 }
 
 impl<R: Runtime> Driver for Spawned<R> {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Done>> {
-        // The channel closes when the last task drops its sender: every
-        // member has sent its result or been cancelled.
         self.rx.poll_next_unpin(cx)
     }
 
     fn cancel_all(&mut self) {
-        for task in &mut self.tasks[self.joined..] {
+        for task in &mut self.tasks {
             self.runtime.cancel(task);
         }
     }
 
     fn poll_gone(&mut self, cx: &mut Context<'_>, late: &mut Vec<Done>) -> Poll<()> {
-        while let Some(task) = self.tasks.get_mut(self.joined) {
-            if Pin::new(task).poll(cx).is_pending() {
-                return Poll::Pending;
+        // Each task's future holds a sender, dropped after the member
+        // future: the channel closes when the last of them is gone. One
+        // wake-up for the whole group, rather than a join per task. A member
+        // that ended just as it was cancelled is still in the channel: its
+        // real outcome wins over `Cancelled`.
+        loop {
+            match self.rx.poll_next_unpin(cx) {
+                Poll::Ready(Some(done)) => late.push(done),
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
             }
-            self.joined += 1;
         }
-        // A member may have ended just as it was cancelled: its real
-        // outcome wins over `Cancelled`.
-        while let Ok(done) = self.rx.try_recv() {
-            late.push(done);
-        }
-        Poll::Ready(())
     }
 }
 
 /// Everything a run needs besides its members.
 struct Plan {
-    names: Arc<[Cow<'static, str>]>,
+    names: Arc<Vec<Cow<'static, str>>>,
     watchers: Vec<bool>,
     shared: Arc<Shared>,
     grace: Option<(Duration, Arc<dyn DynTimer>)>,
@@ -714,7 +660,16 @@ impl Plan {
     async fn drive(self, mut driver: impl Driver) -> Report {
         let started = Instant::now();
         let count = self.names.len();
-        let mut ended: Vec<Option<(Outcome, Instant)>> = (0..count).map(|_| None).collect();
+        // The report, filled in as members end; `ended` says which did.
+        let mut members: Vec<MemberReport> = (0..count)
+            .map(|index| MemberReport {
+                names: self.names.clone(),
+                index,
+                outcome: Outcome::Cancelled,
+                ran_for: Duration::ZERO,
+            })
+            .collect();
+        let mut ended = vec![false; count];
         for (index, name) in self.names.iter().enumerate() {
             self.emit(Event::MemberStarted { index, name });
         }
@@ -739,10 +694,14 @@ impl Plan {
             {
                 self.begin_stop(&mut stop_began, &mut deadline);
             }
+            // One clock reading for the batch of members that ended since
+            // the last wake: their run time is measured to here.
+            let mut now = None;
             while running > 0 {
                 let Poll::Ready(Some(done)) = driver.poll_next(cx) else {
                     break;
                 };
+                let now = *now.get_or_insert_with(Instant::now);
                 running -= 1;
                 if !self.watchers[done.index] {
                     working -= 1;
@@ -752,7 +711,10 @@ impl Plan {
                     name: &self.names[done.index],
                     outcome: &done.outcome,
                 });
-                ended[done.index] = Some((done.outcome, done.at));
+                ended[done.index] = true;
+                let member = &mut members[done.index];
+                member.outcome = done.outcome;
+                member.ran_for = now.saturating_duration_since(started);
             }
             if let Some(parent) = &self.parent {
                 if let Some(cause) = parent.cause() {
@@ -827,39 +789,37 @@ impl Plan {
         let mut late = Vec::new();
         poll_fn(|cx| driver.poll_gone(cx, &mut late)).await;
         for done in late {
-            if ended[done.index].is_none() {
+            if !ended[done.index] {
                 self.emit(Event::MemberExited {
                     index: done.index,
                     name: &self.names[done.index],
                     outcome: &done.outcome,
                 });
-                ended[done.index] = Some((done.outcome, done.at));
+                ended[done.index] = true;
+                let member = &mut members[done.index];
+                member.outcome = done.outcome;
+                member.ran_for = cancelled_at.saturating_duration_since(started);
             }
         }
 
         let finished = Instant::now();
-        let mut members = Vec::with_capacity(count);
-        for (index, (slot, name)) in ended.into_iter().zip(self.names.iter()).enumerate() {
-            let (outcome, at) = match slot {
-                Some(ended) => ended,
-                None if self.watchers[index] => {
-                    self.emit(Event::MemberExited {
-                        index,
-                        name,
-                        outcome: &Outcome::Ok,
-                    });
-                    (Outcome::Ok, cancelled_at)
-                }
-                None => {
-                    self.emit(Event::MemberCancelled { index, name });
-                    (Outcome::Cancelled, cancelled_at)
-                }
-            };
-            members.push(MemberReport {
-                name: name.to_string(),
-                outcome,
-                ran_for: at.saturating_duration_since(started),
-            });
+        for (index, member) in members.iter_mut().enumerate() {
+            if ended[index] {
+                continue;
+            }
+            let name = &self.names[index];
+            if self.watchers[index] {
+                // Dismissed: a watcher is not waited for.
+                member.outcome = Outcome::Ok;
+                self.emit(Event::MemberExited {
+                    index,
+                    name,
+                    outcome: &Outcome::Ok,
+                });
+            } else {
+                self.emit(Event::MemberCancelled { index, name });
+            }
+            member.ran_for = cancelled_at.saturating_duration_since(started);
         }
         let report = Report {
             members,

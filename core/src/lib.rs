@@ -71,6 +71,7 @@ mod group;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod member;
 mod observer;
 mod report;
 mod runtime;

@@ -1,9 +1,11 @@
 //! What [`Group::run`](crate::Group::run) hands back: every member's outcome,
 //! in the order the members were added, and the cause of the stop.
 
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::stop::Cause;
@@ -94,17 +96,28 @@ impl fmt::Display for ErrorChain<'_> {
 /// assert_eq!(member.name(), "quick");
 /// assert!(member.outcome().is_ok());
 /// ```
-#[derive(Debug)]
 pub struct MemberReport {
-    pub(crate) name: String,
+    /// Every member's name, shared by the whole report (no copy per member).
+    pub(crate) names: Arc<Vec<Cow<'static, str>>>,
+    pub(crate) index: usize,
     pub(crate) outcome: Outcome,
     pub(crate) ran_for: Duration,
+}
+
+impl fmt::Debug for MemberReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberReport")
+            .field("name", &self.name())
+            .field("outcome", &self.outcome)
+            .field("ran_for", &self.ran_for)
+            .finish()
+    }
 }
 
 impl MemberReport {
     /// The name the member was added with.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.names[self.index]
     }
 
     /// How the member ended.
@@ -129,8 +142,8 @@ impl MemberReport {
         self.outcome
     }
 
-    /// How long the member ran: from the start of the group to its end (or
-    /// its cancellation).
+    /// How long the member ran: from the start of the group until the group
+    /// saw it end (or cancelled it).
     pub fn ran_for(&self) -> Duration {
         self.ran_for
     }
@@ -187,7 +200,7 @@ impl Report {
     /// assert!(report.member("b").is_none());
     /// ```
     pub fn member(&self, name: &str) -> Option<&MemberReport> {
-        self.members.iter().find(|m| m.name == name)
+        self.members.iter().find(|m| m.name() == name)
     }
 
     /// Why the group stopped; `None` only for an empty group.
@@ -248,12 +261,17 @@ impl fmt::Display for Report {
             Some(cause) => write!(f, "group stopped: {cause}")?,
         }
         write!(f, " (drain {})", Millis(self.drain))?;
-        let width = self.members.iter().map(|m| m.name.len()).max().unwrap_or(0);
+        let width = self
+            .members
+            .iter()
+            .map(|m| m.name().len())
+            .max()
+            .unwrap_or(0);
         for member in &self.members {
             write!(
                 f,
                 "\n  {:<width$}  {}  (ran {})",
-                member.name,
+                member.name(),
                 member.outcome,
                 Millis(member.ran_for),
             )?;
@@ -315,7 +333,8 @@ impl fmt::Display for GroupFailed {
             Some(member) => write!(
                 f,
                 "nested group failed: member {:?} {}",
-                member.name, member.outcome
+                member.name(),
+                member.outcome
             ),
             None => f.write_str("nested group failed"),
         }

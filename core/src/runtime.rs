@@ -15,13 +15,14 @@ use std::time::Duration;
 /// 1. **Spawn.** [`spawn`](Runtime::spawn) starts `future` running
 ///    concurrently with the caller and returns at once.
 /// 2. **Join.** The returned [`Task`](Runtime::Task) is a future that
-///    resolves once the spawned future has completed *and been dropped*, or
-///    has been cancelled and dropped. It resolves to `()` whatever happened;
-///    it never panics. (The group catches member panics inside the spawned
-///    future, so a panic never reaches the runtime.)
+///    resolves once the spawned future has completed, or at once if it was
+///    cancelled. It resolves to `()` whatever happened; it never panics.
+///    (The group catches member panics inside the spawned future, so a panic
+///    never reaches the runtime.)
 /// 3. **Cancel.** [`cancel`](Runtime::cancel) asks the runtime to drop the
-///    spawned future at its next opportunity; awaiting the task afterwards
-///    waits for that drop. Cancelling a finished task does nothing.
+///    spawned future at its next opportunity, and returns at once. (The
+///    group learns that the future is gone from the future itself, so the
+///    runtime need not report it.) Cancelling a finished task does nothing.
 /// 4. **Cancel on drop.** Dropping a `Task` cancels the spawned future, so
 ///    dropping a running group (say, under a timeout) leaks no task.
 ///
@@ -88,7 +89,7 @@ use std::time::Duration;
 /// assert!(report.is_success());
 /// ```
 pub trait Runtime: Send + Sync + 'static {
-    /// A spawned task: resolves once the spawned future has been dropped.
+    /// A spawned task: resolves once the spawned future has completed.
     /// Dropping it cancels the future.
     type Task: Future<Output = ()> + Send + Unpin + 'static;
 
@@ -97,8 +98,7 @@ pub trait Runtime: Send + Sync + 'static {
     where
         F: Future<Output = ()> + Send + 'static;
 
-    /// Asks the runtime to drop the spawned future; awaiting `task` then
-    /// waits until it has been dropped.
+    /// Asks the runtime to drop the spawned future soon; returns at once.
     fn cancel(&self, task: &mut Self::Task);
 }
 

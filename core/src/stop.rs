@@ -1,6 +1,7 @@
 //! The stop signal every member receives, the handle that stops a group from
 //! outside, and the cause of a stop.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -100,6 +101,9 @@ pub(crate) struct Shared {
     delayed: AtomicBool,
     /// The first request's reason, while the group delays it.
     pending: OnceLock<String>,
+    /// The members' names, set when the group runs: the member that ends
+    /// first names itself in the cause.
+    names: OnceLock<Arc<Vec<Cow<'static, str>>>>,
     /// Woken on the stop and on the force.
     event: Event,
 }
@@ -112,6 +116,7 @@ impl Shared {
             forced: AtomicBool::new(false),
             delayed: AtomicBool::new(false),
             pending: OnceLock::new(),
+            names: OnceLock::new(),
             event: Event::new(),
         })
     }
@@ -153,6 +158,17 @@ impl Shared {
         } else {
             self.stop(|| Cause::Requested(reason));
         }
+    }
+
+    pub(crate) fn set_names(&self, names: Arc<Vec<Cow<'static, str>>>) {
+        let _ = self.names.set(names);
+    }
+
+    pub(crate) fn member_name(&self, index: usize) -> String {
+        self.names
+            .get()
+            .and_then(|names| names.get(index))
+            .map_or_else(|| format!("#{index}"), |name| name.to_string())
     }
 
     /// Makes the first stop request wait for the run loop's delay.

@@ -83,8 +83,7 @@ pub struct SmolTask {
 
 enum State {
     Running(smol::Task<()>),
-    /// `Task::cancel` resolves once the executor has dropped the future.
-    Cancelling(Pin<Box<dyn Future<Output = Option<()>> + Send>>),
+    /// Cancelled or finished.
     Done,
 }
 
@@ -92,7 +91,6 @@ impl fmt::Debug for SmolTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Running(_) => "running",
-            State::Cancelling(_) => "cancelling",
             State::Done => "done",
         };
         f.debug_struct("SmolTask").field("state", &state).finish()
@@ -105,7 +103,6 @@ impl Future for SmolTask {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let ready = match &mut self.state {
             State::Running(task) => Pin::new(task).poll(cx).is_ready(),
-            State::Cancelling(cancel) => cancel.as_mut().poll(cx).is_ready(),
             State::Done => true,
         };
         if ready {
@@ -133,9 +130,9 @@ impl allstop_core::Runtime for Smol {
     }
 
     fn cancel(&self, task: &mut SmolTask) {
-        if let State::Running(running) = std::mem::replace(&mut task.state, State::Done) {
-            task.state = State::Cancelling(Box::pin(running.cancel()));
-        }
+        // Dropping a smol task cancels it: the executor drops the future
+        // at its next opportunity.
+        task.state = State::Done;
     }
 }
 

@@ -94,7 +94,7 @@ impl allstop_core::Runtime for Tokio {
     }
 
     fn cancel(&self, task: &mut TokioTask) {
-        // The join handle resolves once tokio has dropped the future.
+        // Tokio drops the future the next time it would poll it.
         task.0.abort();
     }
 }

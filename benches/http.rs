@@ -1,0 +1,340 @@
+//! HTTP: the servers, each run as a child process (`--server KIND PORT`), and
+//! the parent side that drives them with wrk.
+//!
+//! Every server answers `GET /` with the same 13 bytes and stops on
+//! SIGTERM; on exit it prints `stop_to_exit_us N`: the time from the signal
+//! to the end of its drain.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+/// The servers, in the order the tables show them.
+pub const SERVERS: [&str; 4] = [
+    "allstop on tokio",
+    "bare hyper-util on tokio",
+    "allstop on smol",
+    "bare smol-hyper on smol",
+];
+
+/// The servers of the drain benchmark: ours, and hyper-util's
+/// `GracefulShutdown` as the reference.
+pub const DRAINERS: [&str; 3] = [
+    "allstop on tokio",
+    "allstop on smol",
+    "bare hyper-util on tokio",
+];
+
+/// The bare server each is compared with.
+pub fn baseline_of(name: &str) -> Option<&'static str> {
+    match name {
+        "allstop on tokio" => Some("bare hyper-util on tokio"),
+        "allstop on smol" => Some("bare smol-hyper on smol"),
+        _ => None,
+    }
+}
+
+async fn hello(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(
+        b"hello, QCon!\n",
+    ))))
+}
+
+fn report_stop(signalled: &Mutex<Option<Instant>>) {
+    if let Some(at) = *signalled.lock().unwrap() {
+        println!("stop_to_exit_us {}", at.elapsed().as_micros());
+    }
+}
+
+/// Runs server `kind` on `port` until SIGTERM (the child side).
+pub fn serve(kind: &str, port: u16) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    match kind {
+        "allstop on tokio" => allstop_tokio(addr),
+        "allstop on smol" => allstop_smol(addr),
+        "bare hyper-util on tokio" => bare_tokio(addr),
+        "bare smol-hyper on smol" => bare_smol(addr),
+        other => panic!("unknown server {other:?}"),
+    }
+}
+
+/// The moment the stop began, for `stop_to_exit_us`.
+fn stop_clock(group: &mut allstop::Group) -> Arc<Mutex<Option<Instant>>> {
+    let signalled = Arc::new(Mutex::new(None));
+    let clock = signalled.clone();
+    group.observe(move |event: &allstop::Event<'_>| {
+        if let allstop::Event::StopBegan { .. } = event {
+            *clock.lock().unwrap() = Some(Instant::now());
+        }
+    });
+    signalled
+}
+
+fn allstop_tokio(addr: SocketAddr) {
+    use allstop::tokio::{http, signals, Tokio};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = allstop::Group::new();
+    group.grace(Duration::from_secs(10), Tokio::new());
+    let signalled = stop_clock(&mut group);
+    group.add(
+        "app",
+        http::serve_on(addr, hyper::service::service_fn(hello)),
+    );
+    group.add_watcher("signals", signals());
+    let report = runtime.block_on(group.run_spawned(Tokio::new()));
+    report_stop(&signalled);
+    assert!(report.is_success(), "{report}");
+}
+
+fn allstop_smol(addr: SocketAddr) {
+    use allstop::smol::{http, signals, Smol};
+
+    let mut group = allstop::Group::new();
+    group.grace(Duration::from_secs(10), Smol::new());
+    let signalled = stop_clock(&mut group);
+    group.add(
+        "app",
+        http::serve_on(addr, hyper::service::service_fn(hello)),
+    );
+    group.add_watcher("signals", signals());
+    let report = smol::block_on(group.run_spawned(Smol::new()));
+    report_stop(&signalled);
+    assert!(report.is_success(), "{report}");
+}
+
+/// hyper-util's documented server: an accept loop, a task per connection,
+/// and `GracefulShutdown` on SIGTERM.
+fn bare_tokio(addr: SocketAddr) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), hyper::service::service_fn(hello))
+                        .into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                _ = terminate.recv() => break,
+            }
+        }
+        let signalled = Instant::now();
+        drop(listener);
+        graceful.shutdown().await;
+        println!("stop_to_exit_us {}", signalled.elapsed().as_micros());
+    });
+}
+
+/// smol-hyper's glue with an accept loop and a smol task per connection.
+fn bare_smol(addr: SocketAddr) {
+    use async_io::Async;
+    use hyper_util::server::conn::auto;
+    use smol_hyper::rt::FuturesIo;
+
+    #[derive(Clone)]
+    struct Spawn;
+
+    impl<F> hyper::rt::Executor<F> for Spawn
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        fn execute(&self, future: F) {
+            smol::spawn(future).detach();
+        }
+    }
+
+    smol::block_on(async {
+        let listener = Async::<std::net::TcpListener>::bind(addr).unwrap();
+        let builder = Arc::new(auto::Builder::new(Spawn));
+        let signals = async_signal::Signals::new([async_signal::Signal::Term]).unwrap();
+        let accept = async {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.get_ref().set_nodelay(true);
+                let builder = builder.clone();
+                smol::spawn(async move {
+                    let _ = builder
+                        .serve_connection(FuturesIo::new(stream), hyper::service::service_fn(hello))
+                        .await;
+                })
+                .detach();
+            }
+        };
+        let terminate = async {
+            let mut signals = signals;
+            futures::StreamExt::next(&mut signals).await;
+        };
+        futures::pin_mut!(accept, terminate);
+        futures::future::select(accept, terminate).await;
+        // No graceful drain: this server is the throughput baseline only.
+        println!("stop_to_exit_us 0");
+    });
+}
+
+/// A server child process.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    pub fn start(kind: &str) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--server", kind, &port.to_string()])
+            // smol's global executor: as many threads as tokio's workers.
+            .env("SMOL_THREADS", "2")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let started = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{kind} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Server { child, addr }
+    }
+
+    /// SIGTERM, then the server's `stop_to_exit_us`.
+    pub fn stop(mut self) -> Duration {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        assert!(output.status.success(), "the server failed");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let micros: u64 = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("stop_to_exit_us "))
+            .and_then(|us| us.parse().ok())
+            .expect("stop_to_exit_us");
+        Duration::from_micros(micros)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What wrk said.
+#[derive(Debug, Default, Clone)]
+pub struct Load {
+    pub requests_per_sec: f64,
+    pub read_errors: u64,
+    pub write_errors: u64,
+    pub connect_errors: u64,
+    pub timeouts: u64,
+    pub non_2xx: u64,
+}
+
+/// Starts `wrk -t1 -c32 -d{secs}s` against `addr`.
+pub fn wrk(addr: SocketAddr, secs: u64) -> Child {
+    Command::new("wrk")
+        .args([
+            "-t1",
+            "-c32",
+            &format!("-d{secs}s"),
+            &format!("http://{addr}/"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("wrk")
+}
+
+pub fn parse_wrk(output: &str) -> Load {
+    let mut load = Load::default();
+    for line in output.lines().map(str::trim) {
+        if let Some(rate) = line.strip_prefix("Requests/sec:") {
+            load.requests_per_sec = rate.trim().parse().unwrap_or(0.0);
+        } else if let Some(errors) = line.strip_prefix("Socket errors:") {
+            for part in errors.split(',') {
+                let mut words = part.split_whitespace();
+                let (Some(kind), Some(count)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let count = count.parse().unwrap_or(0);
+                match kind {
+                    "connect" => load.connect_errors = count,
+                    "read" => load.read_errors = count,
+                    "write" => load.write_errors = count,
+                    "timeout" => load.timeouts = count,
+                    _ => {}
+                }
+            }
+        } else if let Some(count) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            load.non_2xx = count.trim().parse().unwrap_or(0);
+        }
+    }
+    load
+}
+
+/// Runs wrk for `secs` against a fresh `kind` server: the throughput.
+pub fn throughput(kind: &str, secs: u64) -> Load {
+    let server = Server::start(kind);
+    let output = wrk(server.addr, secs).wait_with_output().unwrap();
+    server.stop();
+    parse_wrk(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Runs wrk against a fresh `kind` server and stops the server `after`
+/// into the run: the losses and the stop-to-exit time.
+pub fn drain(kind: &str, secs: u64, after: Duration) -> (Load, Duration) {
+    let server = Server::start(kind);
+    let load = wrk(server.addr, secs);
+    std::thread::sleep(after);
+    let stop_to_exit = server.stop();
+    let output = load.wait_with_output().unwrap();
+    (
+        parse_wrk(&String::from_utf8_lossy(&output.stdout)),
+        stop_to_exit,
+    )
+}
