@@ -17,10 +17,12 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 /// The servers, in the order the tables show them.
-pub const SERVERS: [&str; 4] = [
+pub const SERVERS: [&str; 6] = [
     "allstop on tokio",
+    "allstop on tokio, no header-read timeout",
     "bare hyper-util on tokio",
     "allstop on smol",
+    "allstop on smol, no header-read timeout",
     "bare smol-hyper on smol",
 ];
 
@@ -35,8 +37,12 @@ pub const DRAINERS: [&str; 3] = [
 /// The bare server each is compared with.
 pub fn baseline_of(name: &str) -> Option<&'static str> {
     match name {
-        "allstop on tokio" => Some("bare hyper-util on tokio"),
-        "allstop on smol" => Some("bare smol-hyper on smol"),
+        "allstop on tokio" | "allstop on tokio, no header-read timeout" => {
+            Some("bare hyper-util on tokio")
+        }
+        "allstop on smol" | "allstop on smol, no header-read timeout" => {
+            Some("bare smol-hyper on smol")
+        }
         _ => None,
     }
 }
@@ -57,8 +63,10 @@ fn report_stop(signalled: &Mutex<Option<Instant>>) {
 pub fn serve(kind: &str, port: u16) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     match kind {
-        "allstop on tokio" => allstop_tokio(addr),
-        "allstop on smol" => allstop_smol(addr),
+        "allstop on tokio" => allstop_tokio(addr, true),
+        "allstop on tokio, no header-read timeout" => allstop_tokio(addr, false),
+        "allstop on smol" => allstop_smol(addr, true),
+        "allstop on smol, no header-read timeout" => allstop_smol(addr, false),
         "bare hyper-util on tokio" => bare_tokio(addr),
         "bare smol-hyper on smol" => bare_smol(addr),
         other => panic!("unknown server {other:?}"),
@@ -77,7 +85,7 @@ fn stop_clock(group: &mut allstop::Group) -> Arc<Mutex<Option<Instant>>> {
     signalled
 }
 
-fn allstop_tokio(addr: SocketAddr) {
+fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
     use allstop::tokio::{http, signals, Tokio};
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -88,9 +96,13 @@ fn allstop_tokio(addr: SocketAddr) {
     let mut group = allstop::Group::new();
     group.grace(Duration::from_secs(10), Tokio::new());
     let signalled = stop_clock(&mut group);
+    let mut server = http::server();
+    if !header_read_timeout {
+        server = server.header_read_timeout(None);
+    }
     group.add(
         "app",
-        http::serve_on(addr, hyper::service::service_fn(hello)),
+        http::serve_on_with(server, addr, hyper::service::service_fn(hello)),
     );
     group.add_watcher("signals", signals());
     let report = runtime.block_on(group.run_spawned(Tokio::new()));
@@ -98,15 +110,19 @@ fn allstop_tokio(addr: SocketAddr) {
     assert!(report.is_success(), "{report}");
 }
 
-fn allstop_smol(addr: SocketAddr) {
+fn allstop_smol(addr: SocketAddr, header_read_timeout: bool) {
     use allstop::smol::{http, signals, Smol};
 
     let mut group = allstop::Group::new();
     group.grace(Duration::from_secs(10), Smol::new());
     let signalled = stop_clock(&mut group);
+    let mut server = http::server();
+    if !header_read_timeout {
+        server = server.header_read_timeout(None);
+    }
     group.add(
         "app",
-        http::serve_on(addr, hyper::service::service_fn(hello)),
+        http::serve_on_with(server, addr, hyper::service::service_fn(hello)),
     );
     group.add_watcher("signals", signals());
     let report = smol::block_on(group.run_spawned(Smol::new()));

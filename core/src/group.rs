@@ -698,8 +698,13 @@ impl Plan {
             // the last wake: their run time is measured to here.
             let mut now = None;
             while running > 0 {
-                let Poll::Ready(Some(done)) = driver.poll_next(cx) else {
-                    break;
+                let done = match driver.poll_next(cx) {
+                    Poll::Ready(Some(done)) => done,
+                    // Members gone without a result: their runtime shut
+                    // down and dropped them. Nothing more will come; they
+                    // are reported cancelled.
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => break,
                 };
                 let now = *now.get_or_insert_with(Instant::now);
                 running -= 1;

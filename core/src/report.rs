@@ -203,7 +203,8 @@ impl Report {
         self.members.iter().find(|m| m.name() == name)
     }
 
-    /// Why the group stopped; `None` only for an empty group.
+    /// Why the group stopped; `None` for an empty group (or one whose
+    /// runtime dropped every member before any ended).
     pub fn cause(&self) -> Option<&Cause> {
         self.cause.as_ref()
     }
@@ -257,7 +258,9 @@ impl From<Report> for ExitCode {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.cause {
-            None => return f.write_str("group had no members"),
+            None if self.members.is_empty() => return f.write_str("group had no members"),
+            // Only when a runtime dropped every member before any ended.
+            None => f.write_str("group ended: its members were dropped by their runtime")?,
             Some(cause) => write!(f, "group stopped: {cause}")?,
         }
         write!(f, " (drain {})", Millis(self.drain))?;

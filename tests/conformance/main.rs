@@ -284,3 +284,48 @@ mod spawned_on_a_thread_pool {
         });
     }
 }
+
+/// A runtime that has shut down: it drops whatever it is given.
+struct ShutDown;
+
+impl allstop::Runtime for ShutDown {
+    type Task = std::future::Ready<()>;
+
+    fn spawn<F>(&self, future: F) -> Self::Task
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(future);
+        std::future::ready(())
+    }
+
+    fn cancel(&self, _task: &mut Self::Task) {}
+}
+
+/// Members that their runtime drops without a result are reported
+/// cancelled, and the run still returns.
+#[test]
+fn members_dropped_by_their_runtime_are_cancelled() {
+    common::bounded(|| {
+        let drops = common::Counter::new();
+        let mut group = Group::new();
+        for _ in 0..3 {
+            let guard = drops.guard();
+            group.add("m", move |stop: Stop| async move {
+                let _guard = guard;
+                stop.await;
+                Ok::<(), std::io::Error>(())
+            });
+        }
+        let report = futures::executor::block_on(group.run_spawned(ShutDown));
+        assert_eq!(drops.get(), 3);
+        assert!(report
+            .members()
+            .iter()
+            .all(|m| matches!(m.outcome(), allstop::Outcome::Cancelled)));
+        assert_eq!(report.cause(), None);
+        assert!(report
+            .to_string()
+            .starts_with("group ended: its members were dropped"));
+    });
+}

@@ -188,7 +188,7 @@ impl std::error::Error for ServeError {
 pub struct Server<E, T> {
     executor: E,
     timer: T,
-    header_read_timeout: Duration,
+    header_read_timeout: Option<Duration>,
     idle_grace: Duration,
     drain_timeout: Option<Duration>,
 }
@@ -214,7 +214,7 @@ where
         Server {
             executor,
             timer,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Some(Duration::from_secs(10)),
             idle_grace: Duration::from_millis(250),
             drain_timeout: None,
         }
@@ -222,8 +222,12 @@ where
 
     /// How long a client may take to send a request head (HTTP/1) before the
     /// connection is closed. Default 10 s.
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.header_read_timeout = timeout;
+    ///
+    /// `None` turns it off, which saves a timer per request (a few percent
+    /// of throughput in `benches/`) but lets a slow client hold a connection
+    /// open until the drain deadline.
+    pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.header_read_timeout = timeout.into();
         self
     }
 
