@@ -657,6 +657,25 @@ impl Plan {
         }
     }
 
+    /// Enters a member that ended on its own into the report.
+    fn record(
+        &self,
+        done: Done,
+        ran_for: Duration,
+        members: &mut [MemberReport],
+        ended: &mut [bool],
+    ) {
+        self.emit(Event::MemberExited {
+            index: done.index,
+            name: &self.names[done.index],
+            outcome: &done.outcome,
+        });
+        ended[done.index] = true;
+        let member = &mut members[done.index];
+        member.outcome = done.outcome;
+        member.ran_for = ran_for;
+    }
+
     async fn drive(self, mut driver: impl Driver) -> Report {
         let started = Instant::now();
         let count = self.names.len();
@@ -711,15 +730,7 @@ impl Plan {
                 if !self.watchers[done.index] {
                     working -= 1;
                 }
-                self.emit(Event::MemberExited {
-                    index: done.index,
-                    name: &self.names[done.index],
-                    outcome: &done.outcome,
-                });
-                ended[done.index] = true;
-                let member = &mut members[done.index];
-                member.outcome = done.outcome;
-                member.ran_for = now.saturating_duration_since(started);
+                self.record(done, now - started, &mut members, &mut ended);
             }
             if let Some(parent) = &self.parent {
                 if let Some(cause) = parent.cause() {
@@ -795,15 +806,7 @@ impl Plan {
         poll_fn(|cx| driver.poll_gone(cx, &mut late)).await;
         for done in late {
             if !ended[done.index] {
-                self.emit(Event::MemberExited {
-                    index: done.index,
-                    name: &self.names[done.index],
-                    outcome: &done.outcome,
-                });
-                ended[done.index] = true;
-                let member = &mut members[done.index];
-                member.outcome = done.outcome;
-                member.ran_for = cancelled_at.saturating_duration_since(started);
+                self.record(done, cancelled_at - started, &mut members, &mut ended);
             }
         }
 

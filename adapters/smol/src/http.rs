@@ -8,14 +8,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use allstop_core::http::ServeError;
-use allstop_core::{BoxError, Stop};
+use allstop_core::http::{HttpService, ServeError};
+use allstop_core::Stop;
 use async_io::Async;
-use bytes::Bytes;
-use http_body::Body;
-use hyper::body::Incoming;
-use hyper::service::Service;
-use hyper::{Request, Response};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
 use crate::Smol;
@@ -157,14 +152,11 @@ impl allstop_core::http::Accept for TcpListener {
 ///     assert!(group.run().await.is_success());
 /// });
 /// ```
-pub async fn serve<S, B>(listener: TcpListener, service: S, stop: Stop) -> Result<(), ServeError>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub async fn serve(
+    listener: TcpListener,
+    service: impl HttpService,
+    stop: Stop,
+) -> Result<(), ServeError> {
     server().serve(listener, service, stop).await
 }
 
@@ -180,30 +172,19 @@ where
 /// group.stop_handle().stop("done");
 /// assert!(smol::block_on(group.run_spawned(allstop::smol::Smol::new())).is_success());
 /// ```
-pub fn serve_on<S, B>(addr: SocketAddr, service: S) -> impl FnOnce(Stop) -> Serving + Send + 'static
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub fn serve_on(
+    addr: SocketAddr,
+    service: impl HttpService,
+) -> impl FnOnce(Stop) -> Serving + Send + 'static {
     serve_on_with(server(), addr, service)
 }
 
 /// As [`serve_on`], with a configured `server`.
-pub fn serve_on_with<S, B>(
+pub fn serve_on_with(
     server: Server,
     addr: SocketAddr,
-    service: S,
-) -> impl FnOnce(Stop) -> Serving + Send + 'static
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+    service: impl HttpService,
+) -> impl FnOnce(Stop) -> Serving + Send + 'static {
     move |stop: Stop| {
         Box::pin(async move {
             let listener = TcpListener::bind(addr).await?;

@@ -8,13 +8,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use allstop_core::http::ServeError;
-use allstop_core::{BoxError, Stop};
-use bytes::Bytes;
-use http_body::Body;
-use hyper::body::Incoming;
-use hyper::service::Service;
-use hyper::{Request, Response};
+use allstop_core::http::{HttpService, ServeError};
+use allstop_core::Stop;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 /// The server, on tokio's executor and timer. Configure it, then serve with
@@ -103,14 +98,11 @@ impl allstop_core::http::Accept for TcpListener {
 /// assert!(group.run().await.is_success());
 /// # });
 /// ```
-pub async fn serve<S, B>(listener: TcpListener, service: S, stop: Stop) -> Result<(), ServeError>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub async fn serve(
+    listener: TcpListener,
+    service: impl HttpService,
+    stop: Stop,
+) -> Result<(), ServeError> {
     server().serve(listener, service, stop).await
 }
 
@@ -128,30 +120,19 @@ where
 /// assert!(group.run_spawned(allstop::tokio::Tokio::new()).await.is_success());
 /// # });
 /// ```
-pub fn serve_on<S, B>(addr: SocketAddr, service: S) -> impl FnOnce(Stop) -> Serving + Send + 'static
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub fn serve_on(
+    addr: SocketAddr,
+    service: impl HttpService,
+) -> impl FnOnce(Stop) -> Serving + Send + 'static {
     serve_on_with(server(), addr, service)
 }
 
 /// As [`serve_on`], with a configured `server`.
-pub fn serve_on_with<S, B>(
+pub fn serve_on_with(
     server: Server,
     addr: SocketAddr,
-    service: S,
-) -> impl FnOnce(Stop) -> Serving + Send + 'static
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+    service: impl HttpService,
+) -> impl FnOnce(Stop) -> Serving + Send + 'static {
     move |stop: Stop| {
         Box::pin(async move {
             let listener = TcpListener::bind(addr).await?;

@@ -29,7 +29,7 @@ use hyper::service::Service;
 use hyper::{Request, Response, Version};
 use hyper_util::server::conn::auto;
 
-use super::{Executor, ResponseBody, ServiceFuture};
+use super::{Executor, HttpService, ResponseBody, ServiceFuture};
 use crate::stop::{Shared, Stop, Waiter};
 use crate::BoxError;
 
@@ -132,14 +132,7 @@ pub(crate) struct Wrapped<S> {
     pub(crate) stop: Stop,
 }
 
-impl<S, B> Service<Request<Incoming>> for Wrapped<S>
-where
-    S: Service<Request<Incoming>, Response = Response<B>>,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
     type Response = Response<ResponseBody>;
     type Error = BoxError;
     type Future = ServiceFuture;
@@ -152,7 +145,7 @@ where
         }
         request.extensions_mut().insert(self.stop.clone());
         let in_flight = self.conn.begin();
-        let response = self.inner.call(request);
+        let response = self.inner.call_http(request);
         let drain = self.drain.clone();
         Box::pin(async move {
             let mut response = response.await.map_err(Into::into)?;
@@ -238,8 +231,7 @@ enum Phase {
 
 /// Serves one connection until it closes, drains it when `drain` stops,
 /// and drops it when `drain` is forced.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn serve_connection<I, S, B, E, T>(
+pub(crate) async fn serve_connection<I, S, E, T>(
     io: I,
     service: Wrapped<S>,
     builder: Arc<auto::Builder<E>>,
@@ -248,11 +240,7 @@ pub(crate) async fn serve_connection<I, S, B, E, T>(
     _open: Open,
 ) where
     I: Read + Write + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService,
     E: Executor,
     T: Timer,
 {

@@ -57,6 +57,42 @@ pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxErr
 pub type ServiceFuture =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, BoxError>> + Send>>;
 
+/// A hyper service allstop's server can serve: any
+/// `hyper::service::Service<Request<Incoming>>` that is
+/// `Clone + Send + Sync + 'static`, with a `Send` future, errors that
+/// convert into [`BoxError`], and a response body of `Bytes` chunks — what
+/// `hyper::service::service_fn` over an `async` handler returning
+/// `Response<Full<Bytes>>` gives. Implemented automatically; it only names
+/// those bounds once.
+pub trait HttpService: Clone + Send + Sync + 'static {
+    /// The response body.
+    type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+    /// The service's error.
+    type Error: Into<BoxError>;
+    /// The service's future.
+    type Future: Future<Output = Result<Response<Self::Body>, Self::Error>> + Send + 'static;
+
+    /// Handles one request (`Service::call`).
+    fn call_http(&self, request: Request<Incoming>) -> Self::Future;
+}
+
+impl<S, B> HttpService for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Body = B;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call_http(&self, request: Request<Incoming>) -> S::Future {
+        self.call(request)
+    }
+}
+
 /// An executor for hyper's HTTP/2 streams and allstop's connection tasks:
 /// anything that implements `hyper::rt::Executor` for every `Send` future,
 /// such as hyper-util's `TokioExecutor`. Implemented automatically.
@@ -268,20 +304,12 @@ where
     ///
     /// Dropping the future stops accepting and drops every open connection
     /// soon after, on its executor.
-    pub async fn serve<L, S, B>(
+    pub async fn serve(
         &self,
-        mut listener: L,
-        service: S,
+        mut listener: impl Accept,
+        service: impl HttpService,
         stop: Stop,
-    ) -> Result<(), ServeError>
-    where
-        L: Accept,
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
+    ) -> Result<(), ServeError> {
         let addr = listener.local_addr().ok();
         let drain = Shared::new();
         let _kill = KillOnDrop(drain.clone());
