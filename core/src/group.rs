@@ -427,14 +427,14 @@ impl Group {
     fn run_in_task(self, parent: Option<Stop>) -> Run {
         let (plan, members) = self.into_plan(parent);
         let set: FuturesUnordered<MemberFuture> = members.into_iter().collect();
-        Run::new(plan.drive(InTask { set: Some(set) }))
+        Run::new(plan.drive(move || InTask { set: Some(set) }))
     }
 
     fn run_on<R: Runtime>(self, runtime: R, parent: Option<Stop>) -> Run {
         let (plan, members) = self.into_plan(parent);
-        // Spawn on the first poll, not here: a run that is never awaited
-        // starts nothing.
-        Run::new(async move {
+        // `drive` spawns on the first poll, not here: a run that is never
+        // awaited starts nothing.
+        Run::new(plan.drive(move || {
             // S5: sized to the members, so a finishing member never waits on
             // the collector (`try_send` below cannot find it full).
             let (tx, rx) = async_channel::bounded(members.len().max(1));
@@ -447,14 +447,12 @@ impl Group {
                     })
                 })
                 .collect();
-            drop(tx);
-            let driver = Spawned {
+            Spawned {
                 runtime,
                 rx: Box::pin(rx),
                 tasks,
-            };
-            plan.drive(driver).await
-        })
+            }
+        }))
     }
 
     fn into_plan(self, parent: Option<Stop>) -> (Plan, Vec<MemberFuture>) {
@@ -676,7 +674,10 @@ impl Plan {
         member.ran_for = ran_for;
     }
 
-    async fn drive(self, mut driver: impl Driver) -> Report {
+    /// Runs the group: tells the observers every member is starting, then
+    /// `start`s them (so no member can act before the observers know it),
+    /// then collects, stops and reports.
+    async fn drive<D: Driver>(self, start: impl FnOnce() -> D) -> Report {
         let started = Instant::now();
         let count = self.names.len();
         // The report, filled in as members end; `ended` says which did.
@@ -692,6 +693,7 @@ impl Plan {
         for (index, name) in self.names.iter().enumerate() {
             self.emit(Event::MemberStarted { index, name });
         }
+        let mut driver = start();
         let mut running = count;
         // Members that are not watchers and have not ended.
         let mut working = self.watchers.iter().filter(|w| !**w).count();

@@ -25,7 +25,7 @@ pub fn start<N: Net>(group: Group) -> thread::JoinHandle<Report> {
 }
 
 /// Waits until `addr` refuses connections: the listener is gone.
-fn wait_refused(addr: SocketAddr) {
+pub fn wait_refused(addr: SocketAddr) {
     let started = Instant::now();
     loop {
         match TcpStream::connect(addr) {

@@ -283,6 +283,8 @@ pub fn group_status_follows_the_members<N: Net>() {
     }
     finish.open();
     stopping.wait_for(1);
+    // The server has seen the stop once its port refuses connections.
+    crate::cases::wait_refused(addr);
     let after = client.get("/debug/group").unwrap();
     assert!(after.closes(), "answered during the drain");
     let after = after.text().to_owned();

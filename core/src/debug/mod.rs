@@ -224,8 +224,11 @@ impl Debug {
         let spawned = std::thread::Builder::new()
             .name("allstop-profile".into())
             .spawn(move || {
-                let _lock = lock;
-                let _ = done.send(profile::run(seconds, frequency, format, cancelled));
+                let result = profile::run(seconds, frequency, format, cancelled);
+                // Free the profiler before answering, so that a client that
+                // asks again as soon as it has its answer is not told 409.
+                drop(lock);
+                let _ = done.send(result);
             });
         if let Err(error) = spawned {
             return text(

@@ -146,6 +146,10 @@ impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
         request.extensions_mut().insert(self.stop.clone());
         let in_flight = self.conn.begin();
         let response = self.inner.call_http(request);
+        // The server's drain, not the group's stop: the drain begins just
+        // before the listener closes, so a client told to close reconnects
+        // to a closed port (refused: nothing sent, nothing lost) rather than
+        // into a backlog about to be reset.
         let drain = self.drain.clone();
         Box::pin(async move {
             let mut response = response.await.map_err(Into::into)?;

@@ -317,6 +317,23 @@ where
         let builder = Arc::new(self.builder());
         let mut failed = None;
         let mut waiting_for_stop = stop.clone();
+        let spawn = |io| {
+            let service = Wrapped {
+                inner: service.clone(),
+                conn: ConnState::new(),
+                drain: drain.clone(),
+                stop: stop.clone(),
+            };
+            let connection = serve_connection(
+                io,
+                service,
+                builder.clone(),
+                self.timer.clone(),
+                self.idle_grace,
+                tracker.enter(),
+            );
+            hyper::rt::Executor::execute(&self.executor, Box::pin(connection) as Pin<Box<_>>);
+        };
 
         loop {
             let next = poll_fn(|cx| {
@@ -328,26 +345,7 @@ where
             .await;
             match next {
                 None => break,
-                Some(Ok(io)) => {
-                    let service = Wrapped {
-                        inner: service.clone(),
-                        conn: ConnState::new(),
-                        drain: drain.clone(),
-                        stop: stop.clone(),
-                    };
-                    let connection = serve_connection(
-                        io,
-                        service,
-                        builder.clone(),
-                        self.timer.clone(),
-                        self.idle_grace,
-                        tracker.enter(),
-                    );
-                    hyper::rt::Executor::execute(
-                        &self.executor,
-                        Box::pin(connection) as Pin<Box<_>>,
-                    );
-                }
+                Some(Ok(io)) => spawn(io),
                 Some(Err(error)) if is_per_connection(&error) => {}
                 Some(Err(error)) if is_out_of_resources(&error) => {
                     // Out of file descriptors: wait for connections to close
@@ -361,9 +359,23 @@ where
             }
         }
 
-        // Responses from now on close their connections; then free the port
-        // at once: new connections are refused from now on.
+        // Responses from now on close their connections.
         drain.stop(|| Cause::Requested("server stopping".into()));
+        // Connections the kernel has already completed may carry a request
+        // their client has sent: take them and answer them, rather than let
+        // closing the listener reset them.
+        {
+            let waker = futures::task::noop_waker();
+            let mut cx = Context::from_waker(&waker);
+            while let Poll::Ready(accepted) = listener.poll_accept(&mut cx) {
+                match accepted {
+                    Ok(io) => spawn(io),
+                    Err(error) if is_per_connection(&error) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        // Free the port: new connections are refused from now on.
         drop(listener);
 
         let drained = tracker.wait_empty();
