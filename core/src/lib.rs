@@ -74,6 +74,7 @@ pub mod http;
 mod member;
 mod observer;
 mod report;
+mod run;
 mod runtime;
 mod stop;
 #[cfg(feature = "tracing")]
