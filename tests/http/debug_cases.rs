@@ -255,10 +255,12 @@ pub fn group_status_follows_the_members<N: Net>() {
         drain.wait().await;
         Ok::<(), std::io::Error>(())
     });
-    let stopping = Counter::new();
-    let seen = stopping.clone();
+    // The job's exit, as the group records it (after the stop it begins,
+    // when the job runs on a task of its own).
+    let job_exited = Counter::new();
+    let seen = job_exited.clone();
     group.observe(move |event: &Event<'_>| {
-        if let Event::StopBegan { .. } = event {
+        if let Event::MemberExited { name: "job", .. } = event {
             seen.add();
         }
     });
@@ -282,7 +284,7 @@ pub fn group_status_follows_the_members<N: Net>() {
         );
     }
     finish.open();
-    stopping.wait_for(1);
+    job_exited.wait_for(1);
     // The server has seen the stop once its port refuses connections.
     crate::cases::wait_refused(addr);
     let after = client.get("/debug/group").unwrap();
