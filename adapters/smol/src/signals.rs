@@ -23,9 +23,12 @@ pub type SignalsMember = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send
 /// assert!(report.is_success());
 /// ```
 ///
-/// The handlers (async-signal's) are installed when the member starts and
-/// removed when it is dropped. If they cannot be installed the member
-/// fails, which stops the group.
+/// The handlers (async-signal's) are installed when the member starts,
+/// never otherwise. When the member is dropped they stop listening, but the
+/// process-level handler stays installed (signal-hook does not restore the
+/// default action): after the group has ended, SIGINT no longer kills the
+/// process by itself. If the handlers cannot be installed the member fails,
+/// which stops the group.
 pub fn signals() -> impl FnOnce(Stop) -> SignalsMember + Send + 'static {
     |stop: Stop| Box::pin(listen(stop))
 }

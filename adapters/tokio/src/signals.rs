@@ -25,7 +25,8 @@ pub type Signals = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 ///
 /// Signal handlers are installed when the member starts, never otherwise;
 /// like every tokio signal listener, they stay installed for the rest of
-/// the process. On platforms other than Unix only Ctrl-C is handled. If
+/// the process: after the group has ended, SIGINT no longer kills the
+/// process by itself. On platforms other than Unix only Ctrl-C is handled. If
 /// the handlers cannot be installed the member fails, which stops the group.
 pub fn signals() -> impl FnOnce(Stop) -> Signals + Send + 'static {
     |stop: Stop| Box::pin(listen(stop))
