@@ -77,3 +77,64 @@ mod on_smol {
 fn a_group_spanning_tokio_and_smol_stops_cleanly() {
     crate::common::bounded(crate::cases::a_group_spanning_tokio_and_smol_stops_cleanly);
 }
+
+/// D3: the one-line debug server listens on loopback, on 127.0.0.1:8001
+/// (a test about that fixed port: tokio, then smol, one after the other).
+#[cfg(all(feature = "tokio", feature = "smol", feature = "pprof"))]
+#[test]
+fn the_debug_server_listens_on_loopback_by_default() {
+    use std::net::SocketAddr;
+
+    crate::common::bounded(|| {
+        let expected: SocketAddr = "127.0.0.1:8001".parse().unwrap();
+        assert_eq!(allstop::debug::DEFAULT_ADDR, expected);
+        assert!(allstop::debug::DEFAULT_ADDR.ip().is_loopback());
+        // The listening socket on port 8001, from the kernel's table: its
+        // local address must be 127.0.0.1 (0100007F), not 0.0.0.0.
+        let listening_on_loopback_only = || {
+            let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+            let listeners: Vec<String> = table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    (fields[1].ends_with(":1F41") && fields[3] == "0A")
+                        .then(|| fields[1].to_owned())
+                })
+                .collect();
+            listeners == ["0100007F:1F41"]
+        };
+        let answer = |addr: SocketAddr| {
+            let started = std::time::Instant::now();
+            loop {
+                if let Ok(response) =
+                    client::Client::connect(addr).and_then(|mut c| c.get("/healthz"))
+                {
+                    return response.status;
+                }
+                assert!(started.elapsed() < crate::common::HANG, "nothing on {addr}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
+        {
+            let mut group = allstop::Group::new();
+            allstop::tokio::add_debug_server(&mut group);
+            let handle = group.stop_handle();
+            let run = cases::start::<net::Tokio>(group);
+            assert_eq!(answer(expected), 200);
+            assert!(listening_on_loopback_only());
+            handle.stop("test");
+            assert!(run.join().unwrap().is_success());
+        }
+        {
+            let mut group = allstop::Group::new();
+            allstop::smol::add_debug_server(&mut group);
+            let handle = group.stop_handle();
+            let run = cases::start::<net::Smol>(group);
+            assert_eq!(answer(expected), 200);
+            assert!(listening_on_loopback_only());
+            handle.stop("test");
+            assert!(run.join().unwrap().is_success());
+        }
+    });
+}
