@@ -2,19 +2,25 @@
 
 use std::fmt::Write;
 
-use crate::{MemberState, Status};
+use crate::{MemberState, Status, Stop};
 
 /// `{"ready":…,"stopping":…,"profiling":…,"cause":…,"members":[{"name":…,"state":…,"outcome":…,"uptime_ms":…}]}`
-pub(crate) fn group(status: &Status, profiling: bool) -> String {
+///
+/// `stop`, the group's own signal when the request came through allstop's
+/// server, is the authority on whether the group is stopping: the status
+/// hears of the stop a moment later, from the group's run loop.
+pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> String {
     let mut out = String::from("{");
-    let cause = status.cause();
+    let cause = status
+        .cause()
+        .or_else(|| stop.and_then(Stop::cause).cloned());
+    let ready = status.is_ready() && !stop.is_some_and(Stop::is_stopped);
     let _ = write!(
         out,
-        "\"ready\":{},\"stopping\":{},\"profiling\":{profiling},\"cause\":",
-        status.is_ready(),
+        "\"ready\":{ready},\"stopping\":{},\"profiling\":{profiling},\"cause\":",
         cause.is_some()
     );
-    match cause {
+    match &cause {
         Some(cause) => string(&mut out, &cause.to_string()),
         None => out.push_str("null"),
     }
@@ -26,7 +32,12 @@ pub(crate) fn group(status: &Status, profiling: bool) -> String {
         out.push_str("{\"name\":");
         string(&mut out, &member.name);
         out.push_str(",\"state\":");
-        string(&mut out, member.state.as_str());
+        let state = match &member.state {
+            // Still running when the stop began: stopping.
+            MemberState::Running if cause.is_some() => MemberState::Stopping.as_str(),
+            state => state.as_str(),
+        };
+        string(&mut out, state);
         out.push_str(",\"outcome\":");
         match &member.state {
             MemberState::Exited(outcome) => string(&mut out, outcome),

@@ -179,7 +179,9 @@ impl Debug {
             }
             Route::Health => text(StatusCode::OK, "ok\n".into()),
             Route::Ready => {
-                if inner.status.is_ready() {
+                // The request's stop is the authority: the status hears of
+                // the stop a moment later, from the group's run loop.
+                if inner.status.is_ready() && !stop.as_ref().is_some_and(Stop::is_stopped) {
                     text(StatusCode::OK, "ready\n".into())
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into())
@@ -188,6 +190,7 @@ impl Debug {
             Route::Group => {
                 let mut response = Response::new(Full::new(Bytes::from(json::group(
                     &inner.status,
+                    stop.as_ref(),
                     profile::is_running(),
                 ))));
                 response
