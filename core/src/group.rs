@@ -80,6 +80,11 @@ impl fmt::Debug for Group {
 
 impl Group {
     /// An empty group with no grace deadline.
+    ///
+    /// ```
+    /// let group = allstop::Group::new();
+    /// assert!(group.is_empty());
+    /// ```
     pub fn new() -> Self {
         Group {
             names: Vec::new(),
@@ -306,11 +311,22 @@ impl Group {
     }
 
     /// How many members (watchers included) have been added.
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("a", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// group.add_watcher("w", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// assert_eq!(group.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.futures.len()
     }
 
     /// Whether no member has been added.
+    ///
+    /// ```
+    /// assert!(allstop::Group::new().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.futures.is_empty()
     }

@@ -194,6 +194,11 @@ impl Status {
     }
 
     /// Every member seen so far, in the order they were added.
+    ///
+    /// ```
+    /// let status = allstop::Status::new();
+    /// assert!(status.members().is_empty()); // not attached to a running group yet
+    /// ```
     pub fn members(&self) -> Vec<MemberStatus> {
         let board = self.lock();
         let now = Instant::now();
@@ -212,11 +217,24 @@ impl Status {
     }
 
     /// The stop's cause, once the stop has begun.
+    ///
+    /// ```
+    /// let status = allstop::Status::new();
+    /// let mut group = allstop::Group::new();
+    /// group.observe(status.clone());
+    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// futures::executor::block_on(group.run());
+    /// assert_eq!(status.cause().unwrap().to_string(), "member \"job\" finished");
+    /// ```
     pub fn cause(&self) -> Option<Cause> {
         self.lock().cause.clone()
     }
 
     /// Whether the stop has begun.
+    ///
+    /// ```
+    /// assert!(!allstop::Status::new().is_stopping());
+    /// ```
     pub fn is_stopping(&self) -> bool {
         self.lock().cause.is_some()
     }

@@ -121,6 +121,13 @@ impl MemberReport {
     }
 
     /// How the member ended.
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert!(matches!(report.members()[0].outcome(), allstop::Outcome::Ok));
+    /// ```
     pub fn outcome(&self) -> &Outcome {
         &self.outcome
     }
@@ -144,6 +151,13 @@ impl MemberReport {
 
     /// How long the member ran: from the start of the group until the group
     /// saw it end (or cancelled it).
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert!(report.members()[0].ran_for() < std::time::Duration::from_secs(60));
+    /// ```
     pub fn ran_for(&self) -> Duration {
         self.ran_for
     }
@@ -180,6 +194,15 @@ pub struct Report {
 
 impl Report {
     /// Every member's report, in the order the members were added.
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("b", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// group.add("a", |stop| async move { stop.await; Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// let names: Vec<_> = report.members().iter().map(|m| m.name()).collect();
+    /// assert_eq!(names, ["b", "a"]);
+    /// ```
     pub fn members(&self) -> &[MemberReport] {
         &self.members
     }
@@ -205,17 +228,38 @@ impl Report {
 
     /// Why the group stopped; `None` for an empty group (or one whose
     /// runtime dropped every member before any ended).
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("job", |stop| async move { stop.await; Ok::<(), std::io::Error>(()) });
+    /// group.stop_handle().stop("maintenance");
+    /// let report = futures::executor::block_on(group.run());
+    /// assert_eq!(report.cause().unwrap().to_string(), "stop requested: maintenance");
+    /// ```
     pub fn cause(&self) -> Option<&Cause> {
         self.cause.as_ref()
     }
 
     /// How long the stop took: from its beginning until every member had
     /// ended.
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert!(report.drain() < std::time::Duration::from_secs(60));
+    /// ```
     pub fn drain(&self) -> Duration {
         self.drain
     }
 
     /// Whether every member ended `Ok`.
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("fails", |_stop| async { Err::<(), _>("no") });
+    /// assert!(!futures::executor::block_on(group.run()).is_success());
+    /// ```
     pub fn is_success(&self) -> bool {
         self.members.iter().all(|m| m.outcome.is_ok())
     }
