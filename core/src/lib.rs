@@ -79,6 +79,7 @@ mod runtime;
 mod stop;
 #[cfg(feature = "tracing")]
 mod tracing;
+mod waiter;
 
 pub use group::{Group, Nested, Run};
 pub use observer::{Event, MemberState, MemberStatus, Observer, Status};

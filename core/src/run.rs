@@ -16,7 +16,8 @@ use crate::member::{Done, MemberFuture};
 use crate::observer::{Event, Observer};
 use crate::report::{MemberReport, Outcome, Report};
 use crate::runtime::{DynTimer, Runtime};
-use crate::stop::{Cause, Shared, Stop, Waiter};
+use crate::stop::{Cause, Shared, Stop};
+use crate::waiter::Waiter;
 
 /// A spawned member: sends its result to the collector. Its fields drop in
 /// order, the member before the sender, so that the channel closing (the
@@ -270,8 +271,9 @@ impl Plan {
             // moves on; re-check everything if it already has.
             let began = stop_began.is_some();
             let delaying = delay.is_some();
-            let own_moved = own
-                .poll_until(cx, &self.shared, |shared| {
+            let own_moved = self
+                .shared
+                .poll_until(cx, &mut own, |shared| {
                     if began {
                         shared.is_forced()
                     } else {
@@ -283,8 +285,9 @@ impl Plan {
             // Once our stop has begun, the parent has nothing more to tell
             // us: if it is forced, it cancels this whole nested group.
             let parent_moved = match &self.parent {
-                Some(parent) if !began => from_parent
-                    .poll_until(cx, parent.shared(), Shared::is_stopped)
+                Some(parent) if !began => parent
+                    .shared()
+                    .poll_until(cx, &mut from_parent, Shared::is_stopped)
                     .is_ready(),
                 _ => false,
             };

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use event_listener::{Event, EventListener};
+use event_listener::Event;
+
+use crate::waiter::Waiter;
 
 /// Why a group stopped.
 ///
@@ -201,43 +203,16 @@ impl Shared {
     pub(crate) fn cause(&self) -> Option<&Cause> {
         self.cause.get()
     }
-}
 
-/// Waits on a [`Shared`] until a condition on it holds, without a lost
-/// wake-up: the condition is checked, a listener registered, and the
-/// condition checked again before sleeping.
-#[derive(Debug)]
-pub(crate) struct Waiter {
-    listener: Option<EventListener>,
-}
-
-impl Waiter {
-    pub(crate) fn new() -> Self {
-        Waiter { listener: None }
-    }
-
+    /// Waits until `condition` holds on this state; it is re-checked each
+    /// time the stop or the force is announced.
     pub(crate) fn poll_until(
-        &mut self,
+        &self,
         cx: &mut Context<'_>,
-        shared: &Shared,
+        waiter: &mut Waiter,
         condition: impl Fn(&Shared) -> bool,
     ) -> Poll<()> {
-        loop {
-            if condition(shared) {
-                self.listener = None;
-                return Poll::Ready(());
-            }
-            match &mut self.listener {
-                None => self.listener = Some(shared.event.listen()),
-                Some(listener) => {
-                    if Pin::new(listener).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    // Woken: drop the spent listener and check again.
-                    self.listener = None;
-                }
-            }
-        }
+        waiter.poll(cx, &self.event, || condition(self))
     }
 }
 
@@ -348,7 +323,8 @@ impl Future for Stop {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        this.waiter.poll_until(cx, &this.shared, Shared::is_stopped)
+        this.shared
+            .poll_until(cx, &mut this.waiter, Shared::is_stopped)
     }
 }
 

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use event_listener::{Event, EventListener};
+use event_listener::Event;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -30,7 +30,8 @@ use hyper::{Request, Response, Version};
 use hyper_util::server::conn::auto;
 
 use super::{Executor, HttpService, ResponseBody, ServiceFuture};
-use crate::stop::{Shared, Stop, Waiter};
+use crate::stop::{Shared, Stop};
+use crate::waiter::Waiter;
 use crate::BoxError;
 
 /// What the connection task and the requests on its connection share.
@@ -192,22 +193,8 @@ impl Tracker {
 
     /// Resolves once no connection is open.
     pub(crate) async fn wait_empty(&self) {
-        let mut listener: Option<EventListener> = None;
-        poll_fn(|cx| loop {
-            if self.open() == 0 {
-                return Poll::Ready(());
-            }
-            match &mut listener {
-                None => listener = Some(self.closed.listen()),
-                Some(l) => {
-                    if Pin::new(l).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    listener = None;
-                }
-            }
-        })
-        .await
+        let mut waiter = Waiter::new();
+        poll_fn(|cx| waiter.poll(cx, &self.closed, || self.open() == 0)).await
     }
 }
 
@@ -254,7 +241,7 @@ pub(crate) async fn serve_connection<I, S, E, T>(
     let mut conn = std::pin::pin!(conn);
     let mut phase = Phase::Serving;
     let mut drain_waiter = Waiter::new();
-    let mut idle_listener: Option<EventListener> = None;
+    let mut idle_waiter = Waiter::new();
     let mut sleep: Option<Pin<Box<dyn Sleep>>> = None;
 
     poll_fn(|cx| loop {
@@ -269,8 +256,8 @@ pub(crate) async fn serve_connection<I, S, E, T>(
         }
         match phase {
             Phase::Serving => {
-                if drain_waiter
-                    .poll_until(cx, &drain, Shared::is_stopped)
+                if drain
+                    .poll_until(cx, &mut drain_waiter, Shared::is_stopped)
                     .is_pending()
                 {
                     return Poll::Pending;
@@ -293,18 +280,9 @@ pub(crate) async fn serve_connection<I, S, E, T>(
                     // (the server's drain deadline bounds this).
                     None => {
                         sleep = None;
-                        match &mut idle_listener {
-                            None => {
-                                idle_listener = Some(state.idle.listen());
-                                // Re-check now that a wake-up is registered.
-                                continue;
-                            }
-                            Some(listener) => {
-                                if Pin::new(listener).poll(cx).is_ready() {
-                                    idle_listener = None;
-                                    continue;
-                                }
-                            }
+                        let idle = || state.idle_for(Instant::now()).is_some();
+                        if idle_waiter.poll(cx, &state.idle, idle).is_ready() {
+                            continue;
                         }
                         None
                     }
@@ -329,8 +307,8 @@ pub(crate) async fn serve_connection<I, S, E, T>(
                         continue;
                     }
                 }
-                if drain_waiter
-                    .poll_until(cx, &drain, Shared::is_forced)
+                if drain
+                    .poll_until(cx, &mut drain_waiter, Shared::is_forced)
                     .is_ready()
                 {
                     continue;
