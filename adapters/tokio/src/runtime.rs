@@ -33,26 +33,31 @@ pub struct Tokio {
 }
 
 impl Tokio {
-    /// Spawns on the current runtime.
+    /// Spawns (and sleeps) on the current runtime.
     ///
     /// # Panics
     ///
-    /// Spawning panics when there is no current runtime, as `tokio::spawn`
-    /// does.
+    /// Spawning or sleeping panics when there is no current runtime, as
+    /// `tokio::spawn` does: drive the group inside a tokio runtime, or use
+    /// [`Tokio::with_handle`].
     pub fn new() -> Self {
         Tokio { handle: None }
     }
 
-    /// Spawns on the runtime of `handle`, from anywhere.
+    /// Spawns and sleeps on the runtime of `handle`, from anywhere.
     ///
     /// ```
+    /// use std::time::Duration;
+    ///
     /// let runtime = tokio::runtime::Runtime::new().unwrap();
     /// let tokio = allstop::tokio::Tokio::with_handle(runtime.handle().clone());
     /// let mut group = allstop::Group::new();
+    /// group.grace(Duration::from_millis(10), tokio.clone());
     /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
-    /// // Driven from a plain thread; the member runs on `runtime`.
+    /// group.add("ignores the stop", |_stop| futures::future::pending::<Result<(), std::io::Error>>());
+    /// // Driven from a plain thread; the members and the deadline run on `runtime`.
     /// let report = futures::executor::block_on(group.run_spawned(tokio));
-    /// assert!(report.is_success());
+    /// assert!(matches!(report.members()[1].outcome(), allstop::Outcome::Cancelled));
     /// ```
     pub fn with_handle(handle: Handle) -> Self {
         Tokio {
@@ -103,6 +108,10 @@ impl allstop_core::Timer for Tokio {
     type Sleep = tokio::time::Sleep;
 
     fn sleep(&self, duration: Duration) -> tokio::time::Sleep {
+        // A tokio sleep registers with the timer of the runtime it is made
+        // in: enter the given runtime, so that `with_handle` works from
+        // anywhere (as smol's timer does).
+        let _entered = self.handle.as_ref().map(Handle::enter);
         tokio::time::sleep(duration)
     }
 }

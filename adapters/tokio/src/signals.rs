@@ -23,6 +23,10 @@ pub type Signals = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 /// # });
 /// ```
 ///
+/// The member must run inside a tokio runtime (spawned with
+/// [`Tokio`](crate::Tokio), or in-task in a runtime's task): tokio's signal
+/// listeners belong to a runtime. `allstop::smol::signals` has no such need.
+///
 /// Signal handlers are installed when the member starts, never otherwise;
 /// like every tokio signal listener, they stay installed for the rest of
 /// the process: after the group has ended, SIGINT no longer kills the
