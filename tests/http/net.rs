@@ -52,6 +52,26 @@ impl<T> Svc for T where
 {
 }
 
+impl Config {
+    /// `server`, with the settings this config changes.
+    pub fn apply<E, T>(self, mut server: allstop::http::Server<E, T>) -> allstop::http::Server<E, T>
+    where
+        E: allstop::http::Executor,
+        T: hyper::rt::Timer + Clone + Send + Sync + 'static,
+    {
+        if let Some(grace) = self.idle_grace {
+            server = server.idle_grace(grace);
+        }
+        if let Some(timeout) = self.drain_timeout {
+            server = server.drain_timeout(timeout);
+        }
+        if let Some(timeout) = self.header_read_timeout {
+            server = server.header_read_timeout(timeout);
+        }
+        server
+    }
+}
+
 /// One runtime, as the HTTP tests need it.
 pub trait Net: 'static {
     fn block_on<F: Future>(future: F) -> F::Output;
@@ -155,16 +175,7 @@ impl Net for Tokio {
             Box::pin(async move {
                 listener.set_nonblocking(true).unwrap();
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let mut server = allstop::tokio::http::server();
-                if let Some(grace) = config.idle_grace {
-                    server = server.idle_grace(grace);
-                }
-                if let Some(timeout) = config.drain_timeout {
-                    server = server.drain_timeout(timeout);
-                }
-                if let Some(timeout) = config.header_read_timeout {
-                    server = server.header_read_timeout(timeout);
-                }
+                let server = config.apply(allstop::tokio::http::server());
                 server
                     .serve(
                         allstop::tokio::http::TcpListener::from(listener),
@@ -206,16 +217,7 @@ impl Net for Smol {
         move |stop: Stop| -> Serving {
             Box::pin(async move {
                 let listener = async_io::Async::new(listener).unwrap();
-                let mut server = allstop::smol::http::server();
-                if let Some(grace) = config.idle_grace {
-                    server = server.idle_grace(grace);
-                }
-                if let Some(timeout) = config.drain_timeout {
-                    server = server.drain_timeout(timeout);
-                }
-                if let Some(timeout) = config.header_read_timeout {
-                    server = server.header_read_timeout(timeout);
-                }
+                let server = config.apply(allstop::smol::http::server());
                 server
                     .serve(
                         allstop::smol::http::TcpListener::from(listener),

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use allstop_core::http::{HttpService, ServeError};
@@ -44,7 +43,7 @@ where
 pub type Server = allstop_core::http::Server<SmolExecutor, SmolTimer>;
 
 /// The future of a [`serve_on`] member.
-pub type Serving = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
+pub type Serving = allstop_core::http::Serving;
 
 /// A server with the default settings (see [`allstop::http`](allstop_core::http)),
 /// whose connections run on smol's global executor.
@@ -83,7 +82,7 @@ impl TcpListener {
     /// });
     /// ```
     pub async fn bind(addr: SocketAddr) -> Result<Self, ServeError> {
-        Self::bind_now(addr).map_err(|source| ServeError::Bind { addr, source })
+        allstop_core::http::bind(addr).await
     }
 
     fn bind_now(addr: SocketAddr) -> io::Result<Self> {
@@ -113,6 +112,11 @@ impl From<Async<std::net::TcpListener>> for TcpListener {
 
 impl allstop_core::http::Accept for TcpListener {
     type Io = FuturesIo<Async<std::net::TcpStream>>;
+
+    fn bind(addr: SocketAddr) -> impl Future<Output = io::Result<Self>> + Send {
+        // Binding does not block: nothing to wait for.
+        std::future::ready(Self::bind_now(addr))
+    }
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
         loop {
@@ -185,10 +189,5 @@ pub fn serve_on_with(
     addr: SocketAddr,
     service: impl HttpService,
 ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-    move |stop: Stop| {
-        Box::pin(async move {
-            let listener = TcpListener::bind(addr).await?;
-            server.serve(listener, service, stop).await
-        })
-    }
+    server.serve_on::<TcpListener>(addr, service)
 }

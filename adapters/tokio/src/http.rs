@@ -2,10 +2,8 @@
 //! ready-made member. The serving and draining logic is
 //! [`allstop::http`](allstop_core::http), shared with the smol adapter.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use allstop_core::http::{HttpService, ServeError};
@@ -17,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 pub type Server = allstop_core::http::Server<TokioExecutor, TokioTimer>;
 
 /// The future of a [`serve_on`] member.
-pub type Serving = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
+pub type Serving = allstop_core::http::Serving;
 
 /// A server with the default settings (see [`allstop::http`](allstop_core::http)).
 ///
@@ -48,10 +46,7 @@ impl TcpListener {
     /// # });
     /// ```
     pub async fn bind(addr: SocketAddr) -> Result<Self, ServeError> {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(inner) => Ok(TcpListener { inner }),
-            Err(source) => Err(ServeError::Bind { addr, source }),
-        }
+        allstop_core::http::bind(addr).await
     }
 
     /// The bound address (with the port the OS picked for port 0).
@@ -68,6 +63,12 @@ impl From<tokio::net::TcpListener> for TcpListener {
 
 impl allstop_core::http::Accept for TcpListener {
     type Io = TokioIo<tokio::net::TcpStream>;
+
+    async fn bind(addr: SocketAddr) -> io::Result<Self> {
+        // tokio sets SO_REUSEADDR on Unix itself.
+        let inner = tokio::net::TcpListener::bind(addr).await?;
+        Ok(TcpListener { inner })
+    }
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
         self.inner.poll_accept(cx).map_ok(|(stream, _peer)| {
@@ -133,10 +134,5 @@ pub fn serve_on_with(
     addr: SocketAddr,
     service: impl HttpService,
 ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-    move |stop: Stop| {
-        Box::pin(async move {
-            let listener = TcpListener::bind(addr).await?;
-            server.serve(listener, service, stop).await
-        })
-    }
+    server.serve_on::<TcpListener>(addr, service)
 }

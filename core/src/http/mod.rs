@@ -121,9 +121,13 @@ impl<E> Executor for E where
 ///
 /// The adapters implement it for their TCP listeners. The returned IO must
 /// already be set up (for TCP, `TCP_NODELAY` is usual).
-pub trait Accept: Send + 'static {
+pub trait Accept: Send + Sized + 'static {
     /// An accepted connection, as hyper reads and writes it.
     type Io: Read + Write + Send + Unpin + 'static;
+
+    /// Binds a listener to `addr` (with `SO_REUSEADDR` on Unix, so a port
+    /// is free again as soon as a server lets go of it).
+    fn bind(addr: SocketAddr) -> impl Future<Output = io::Result<Self>> + Send;
 
     /// Polls for the next connection.
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>>;
@@ -131,6 +135,17 @@ pub trait Accept: Send + 'static {
     /// The address the listener is bound to.
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
+
+/// Binds a listener of type `L` to `addr`; the error names the address and
+/// the OS error.
+pub async fn bind<L: Accept>(addr: SocketAddr) -> Result<L, ServeError> {
+    L::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// The future of a [`Server::serve_on`] member.
+pub type Serving = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
 /// Why serving failed.
 ///
@@ -292,6 +307,22 @@ where
             .header_read_timeout(self.header_read_timeout);
         builder.http2().timer(self.timer.clone());
         builder
+    }
+
+    /// A member that binds a listener of type `L` to `addr` and serves
+    /// `service` on it. A bind failure is the member's error, naming the
+    /// address. The adapters' `serve_on` is this, with their listener.
+    pub fn serve_on<L: Accept>(
+        self,
+        addr: SocketAddr,
+        service: impl HttpService,
+    ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
+        move |stop: Stop| -> Serving {
+            Box::pin(async move {
+                let listener = bind::<L>(addr).await?;
+                self.serve(listener, service, stop).await
+            })
+        }
     }
 
     /// Serves `service` on `listener` until `stop`, then drains (see the
