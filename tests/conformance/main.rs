@@ -8,18 +8,33 @@ mod props;
 mod suite;
 
 use std::future::Future;
+use std::marker::PhantomData;
 
 use allstop::{Group, Nested, Run, Stop, Timer};
 
 use crate::common::{thread_sleep, Pool};
 use crate::suite::Mode;
 
-/// In the caller's task, on `futures::executor::block_on`: no runtime at all.
-pub struct InTask;
+/// An executor and its runtime: what a mode runs on.
+pub trait Exec: 'static {
+    /// The runtime spawned members run on.
+    type Runtime: allstop::Runtime;
+    /// Drives `future` to completion from a plain thread.
+    fn block_on<F: Future>(future: F) -> F::Output;
+    fn runtime() -> Self::Runtime;
+    /// The executor's real timer.
+    fn timer() -> impl Timer;
+}
 
-impl Mode for InTask {
+/// Every member in the run's own task, on executor `E`.
+pub struct InTask<E>(PhantomData<E>);
+
+/// A task per member on `E`'s runtime.
+pub struct Spawned<E>(PhantomData<E>);
+
+impl<E: Exec> Mode for InTask<E> {
     fn block_on<F: Future>(future: F) -> F::Output {
-        futures::executor::block_on(future)
+        E::block_on(future)
     }
     fn run(group: Group) -> Run {
         group.run()
@@ -28,139 +43,80 @@ impl Mode for InTask {
         group.into_member()
     }
     fn timer() -> impl Timer {
-        thread_sleep
+        E::timer()
     }
 }
 
-/// A task per member on a `futures` thread pool.
-pub struct Spawned;
-
-fn pool() -> Pool {
-    static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
-    POOL.get_or_init(Pool::new).clone()
+impl<E: Exec> Mode for Spawned<E> {
+    fn block_on<F: Future>(future: F) -> F::Output {
+        E::block_on(future)
+    }
+    fn run(group: Group) -> Run {
+        group.run_spawned(E::runtime())
+    }
+    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
+        group.into_member_spawned(E::runtime())
+    }
+    fn timer() -> impl Timer {
+        E::timer()
+    }
 }
 
-impl Mode for Spawned {
+/// `futures::executor::block_on` and a `futures` thread pool: no runtime
+/// crate at all.
+pub struct Futures;
+
+impl Exec for Futures {
+    type Runtime = Pool;
     fn block_on<F: Future>(future: F) -> F::Output {
         futures::executor::block_on(future)
     }
-    fn run(group: Group) -> Run {
-        group.run_spawned(pool())
-    }
-    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
-        group.into_member_spawned(pool())
+    fn runtime() -> Pool {
+        static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
+        POOL.get_or_init(Pool::new).clone()
     }
     fn timer() -> impl Timer {
         thread_sleep
     }
 }
 
-/// A task per member on a tokio current-thread runtime.
+/// A tokio runtime, current-thread or multi-thread (2 workers).
 #[cfg(feature = "tokio")]
-pub struct TokioCurrentThread;
-
-/// A task per member on a tokio multi-thread runtime (2 workers).
-#[cfg(feature = "tokio")]
-pub struct TokioMultiThread;
-
-/// In the caller's task, on a tokio runtime.
-#[cfg(feature = "tokio")]
-pub struct TokioInTask;
+pub struct Tokio<const MULTI_THREAD: bool>;
 
 #[cfg(feature = "tokio")]
-fn tokio_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
-    let mut builder = if multi_thread {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(2);
-        builder
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
-    builder.enable_all().build().unwrap()
-}
-
-#[cfg(feature = "tokio")]
-impl Mode for TokioCurrentThread {
+impl<const MULTI_THREAD: bool> Exec for Tokio<MULTI_THREAD> {
+    type Runtime = allstop::tokio::Tokio;
     fn block_on<F: Future>(future: F) -> F::Output {
-        tokio_runtime(false).block_on(future)
+        let mut builder = if MULTI_THREAD {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+        };
+        builder.enable_all().build().unwrap().block_on(future)
     }
-    fn run(group: Group) -> Run {
-        group.run_spawned(allstop::tokio::Tokio::new())
-    }
-    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
-        group.into_member_spawned(allstop::tokio::Tokio::new())
+    fn runtime() -> allstop::tokio::Tokio {
+        allstop::tokio::Tokio::new()
     }
     fn timer() -> impl Timer {
         allstop::tokio::Tokio::new()
     }
 }
 
-#[cfg(feature = "tokio")]
-impl Mode for TokioMultiThread {
-    fn block_on<F: Future>(future: F) -> F::Output {
-        tokio_runtime(true).block_on(future)
-    }
-    fn run(group: Group) -> Run {
-        group.run_spawned(allstop::tokio::Tokio::new())
-    }
-    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
-        group.into_member_spawned(allstop::tokio::Tokio::new())
-    }
-    fn timer() -> impl Timer {
-        allstop::tokio::Tokio::new()
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl Mode for TokioInTask {
-    fn block_on<F: Future>(future: F) -> F::Output {
-        tokio_runtime(false).block_on(future)
-    }
-    fn run(group: Group) -> Run {
-        group.run()
-    }
-    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
-        group.into_member()
-    }
-    fn timer() -> impl Timer {
-        allstop::tokio::Tokio::new()
-    }
-}
-
-/// A task per member on smol's global executor.
+/// `smol::block_on` and smol's global executor.
 #[cfg(feature = "smol")]
-pub struct SmolSpawned;
-
-/// In the caller's task, on `smol::block_on`.
-#[cfg(feature = "smol")]
-pub struct SmolInTask;
+pub struct Smol;
 
 #[cfg(feature = "smol")]
-impl Mode for SmolSpawned {
+impl Exec for Smol {
+    type Runtime = allstop::smol::Smol;
     fn block_on<F: Future>(future: F) -> F::Output {
         smol::block_on(future)
     }
-    fn run(group: Group) -> Run {
-        group.run_spawned(allstop::smol::Smol::new())
-    }
-    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
-        group.into_member_spawned(allstop::smol::Smol::new())
-    }
-    fn timer() -> impl Timer {
+    fn runtime() -> allstop::smol::Smol {
         allstop::smol::Smol::new()
-    }
-}
-
-#[cfg(feature = "smol")]
-impl Mode for SmolInTask {
-    fn block_on<F: Future>(future: F) -> F::Output {
-        smol::block_on(future)
-    }
-    fn run(group: Group) -> Run {
-        group.run()
-    }
-    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
-        group.into_member()
     }
     fn timer() -> impl Timer {
         allstop::smol::Smol::new()
@@ -220,36 +176,36 @@ macro_rules! instantiate {
 }
 
 mod in_task {
-    for_each_test!(instantiate!(crate::InTask));
+    for_each_test!(instantiate!(crate::InTask<crate::Futures>));
 }
 
 #[cfg(feature = "tokio")]
 mod tokio_current_thread {
-    for_each_test!(instantiate!(crate::TokioCurrentThread));
+    for_each_test!(instantiate!(crate::Spawned<crate::Tokio<false>>));
 }
 
 #[cfg(feature = "tokio")]
 mod tokio_multi_thread {
-    for_each_test!(instantiate!(crate::TokioMultiThread));
+    for_each_test!(instantiate!(crate::Spawned<crate::Tokio<true>>));
 }
 
 #[cfg(feature = "tokio")]
 mod tokio_in_task {
-    for_each_test!(instantiate!(crate::TokioInTask));
+    for_each_test!(instantiate!(crate::InTask<crate::Tokio<false>>));
 }
 
 #[cfg(feature = "smol")]
 mod smol_spawned {
-    for_each_test!(instantiate!(crate::SmolSpawned));
+    for_each_test!(instantiate!(crate::Spawned<crate::Smol>));
 }
 
 #[cfg(feature = "smol")]
 mod smol_in_task {
-    for_each_test!(instantiate!(crate::SmolInTask));
+    for_each_test!(instantiate!(crate::InTask<crate::Smol>));
 }
 
 mod spawned_on_a_thread_pool {
-    for_each_test!(instantiate!(crate::Spawned));
+    for_each_test!(instantiate!(crate::Spawned<crate::Futures>));
 
     /// S5: every member's result is sent, and its task ends, while the
     /// collector is not polled at all.

@@ -142,11 +142,11 @@ proptest! {
 
     #[test]
     fn random_groups_in_task(kinds in prop::collection::vec(kind(), 1..24)) {
-        bounded(move || check::<crate::InTask>(kinds));
+        bounded(move || check::<crate::InTask<crate::Futures>>(kinds));
     }
 
     #[test]
     fn random_groups_spawned(kinds in prop::collection::vec(kind(), 1..24)) {
-        bounded(move || check::<crate::Spawned>(kinds));
+        bounded(move || check::<crate::Spawned<crate::Futures>>(kinds));
     }
 }
