@@ -4,36 +4,9 @@
 //! This is the runtime-neutral core of [`allstop`](https://docs.rs/allstop);
 //! use it through that crate, which adds the tokio and smol adapters.
 //!
-//! # Guarantees
-//!
-//! A [`Group`] holds named members. Each member is a closure that takes a
-//! [`Stop`] signal and returns a future of `Result<(), E>`.
-//!
-//! 1. **The first exit stops all.** The first member to finish — `Ok`, `Err`
-//!    or a panic — stops the group: every member's `Stop` resolves. The stop
-//!    is broadcast once; a `Stop` polled later is ready at once.
-//! 2. **Nothing leaks.** [`Group::run`] returns only after every member has
-//!    finished or been cancelled; by then every member future has been
-//!    dropped and every task the group spawned is gone.
-//! 3. **Every result comes back.** The [`Report`] has one [`Outcome`] per
-//!    member in the order they were added — `Ok`, `Err(error)` unchanged,
-//!    `Panicked(message)`, `Cancelled` — with how long each ran and the
-//!    [`Cause`] of the stop. It converts into a process exit code.
-//! 4. **Collection never blocks.** Results travel on a channel sized to the
-//!    number of members, so a finishing member never waits for the
-//!    collector.
-//! 5. **An optional grace deadline.** Members still running when it passes
-//!    are cancelled and reported `Cancelled`. A second external stop request
-//!    cuts the grace short.
-//! 6. **External stop.** A cloneable [`StopHandle`] stops the group from
-//!    outside, with a reason that becomes the cause.
-//! 7. **Nesting.** A group can be a member of another group: it stops when
-//!    its parent stops, and its failure stops the parent.
-//! 8. **Embeddable.** No `process::exit`, no panic on a member's error, no
-//!    global state, no runtime of its own: the group runs inside your task
-//!    on any executor ([`Group::run`]), or spawns a task per member through
-//!    the [`Runtime`] trait ([`Group::run_spawned`]).
-//! 9. **An empty group** returns at once with an empty report.
+//! The guarantees are listed in [`allstop`'s crate
+//! documentation](https://docs.rs/allstop) (one list, kept there); each item
+//! here documents its own part of them.
 //!
 //! # Limits
 //!

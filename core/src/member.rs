@@ -67,7 +67,7 @@ fn begin_stop(shared: &Shared, index: usize, outcome: &Outcome) {
     });
 }
 
-pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
     if let Some(message) = payload.downcast_ref::<&'static str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {

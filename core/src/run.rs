@@ -182,8 +182,10 @@ impl Plan {
             })
             .collect();
         let mut ended = vec![false; count];
-        for (index, name) in self.names.iter().enumerate() {
-            self.emit(Event::MemberStarted { index, name });
+        if !self.observers.is_empty() {
+            for (index, name) in self.names.iter().enumerate() {
+                self.emit(Event::MemberStarted { index, name });
+            }
         }
         let mut driver = start();
         let mut running = count;

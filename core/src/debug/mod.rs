@@ -68,7 +68,7 @@ pub struct Debug {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     status: Status,
     max_seconds: u64,
@@ -96,17 +96,9 @@ impl Debug {
         }
     }
 
-    fn with(self, change: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            status: shared.status.clone(),
-            max_seconds: shared.max_seconds,
-            default_seconds: shared.default_seconds,
-            frequency: shared.frequency,
-        });
-        change(&mut inner);
-        Debug {
-            inner: Arc::new(inner),
-        }
+    fn with(mut self, change: impl FnOnce(&mut Inner)) -> Self {
+        change(Arc::make_mut(&mut self.inner));
+        self
     }
 
     /// The longest profile one may ask for, in seconds (default 300). The
