@@ -44,12 +44,14 @@ mod group;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod latch;
 mod member;
 mod observer;
 mod report;
 mod run;
 mod runtime;
 mod stop;
+mod tasks;
 #[cfg(feature = "tracing")]
 mod tracing;
 mod waiter;
@@ -58,7 +60,8 @@ pub use group::{Group, Nested, Run};
 pub use observer::{Event, MemberState, MemberStatus, Observer, Status};
 pub use report::{GroupFailed, MemberReport, Outcome, Report};
 pub use runtime::{Runtime, Timer};
-pub use stop::{Cause, Finish, Stop, StopHandle};
+pub use stop::{Cause, Finish, Stop, StopHandle, StopTrigger};
+pub use tasks::{TaskToken, TaskTracker};
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use tracing::Tracing;

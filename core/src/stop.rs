@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 
 use event_listener::Event;
 
+use crate::latch::Latch;
 use crate::waiter::Waiter;
 
 /// Why a group stopped.
@@ -244,15 +245,100 @@ impl Shared {
 /// safe: no stop is lost, and the next await sees it.
 pub struct Stop {
     shared: Arc<Shared>,
+    /// A child's own trigger (see [`Stop::child`]); `None` for the group's
+    /// own signal.
+    local: Option<Arc<Latch>>,
     waiter: Waiter,
+    local_waiter: Waiter,
 }
 
 impl Stop {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Stop {
             shared,
+            local: None,
             waiter: Waiter::new(),
+            local_waiter: Waiter::new(),
         }
+    }
+
+    /// A stop signal that never fires on its own: for calling a handler or a
+    /// member outside a group, in a unit test say. (Its [`handle`](Stop::handle)
+    /// stops it.)
+    ///
+    /// ```
+    /// let stop = allstop::Stop::never();
+    /// assert!(!stop.is_stopped());
+    /// stop.handle().stop("test over");
+    /// assert!(stop.is_stopped());
+    /// ```
+    pub fn never() -> Self {
+        Stop::new(Shared::new())
+    }
+
+    /// A child signal: it fires when this one does, or when its
+    /// [`StopTrigger`] is pulled — without stopping this one. Like
+    /// tokio-util's `child_token`. A server gives its handlers a child, so
+    /// that they end when the server stops itself (its listener failed, say)
+    /// as well as when the group stops.
+    ///
+    /// The child's [`cause`](Stop::cause) is the group's: a child stopped by
+    /// its trigger alone has none, since the group is not stopping.
+    ///
+    /// ```
+    /// let parent = allstop::Stop::never();
+    /// let (child, trigger) = parent.child();
+    /// trigger.stop();
+    /// assert!(child.is_stopped());
+    /// assert!(!parent.is_stopped());
+    /// assert_eq!(child.cause(), None);
+    ///
+    /// let (other, _trigger) = parent.child();
+    /// parent.handle().stop("deploy");
+    /// assert!(other.is_stopped());
+    /// ```
+    pub fn child(&self) -> (Stop, StopTrigger) {
+        let latch = match &self.local {
+            Some(local) => local.child(),
+            None => Latch::new(),
+        };
+        let child = Stop {
+            shared: self.shared.clone(),
+            local: Some(latch.clone()),
+            waiter: Waiter::new(),
+            local_waiter: Waiter::new(),
+        };
+        (child, StopTrigger { latch })
+    }
+
+    /// Runs `future` until it completes or this signal fires, whichever
+    /// comes first: `Some(output)`, or `None` if the stop came first (then
+    /// `future` is dropped unfinished). A stop that has already happened
+    /// wins over a future that is also ready.
+    ///
+    /// ```
+    /// let stop = allstop::Stop::never();
+    /// futures::executor::block_on(async {
+    ///     assert_eq!(stop.until(async { 7 }).await, Some(7));
+    ///     stop.handle().stop("done");
+    ///     assert_eq!(stop.until(futures::future::pending::<()>()).await, None);
+    /// });
+    /// ```
+    ///
+    /// # Cancellation safety
+    ///
+    /// As cancellation safe as `future`: dropping the returned future drops
+    /// `future` too.
+    pub async fn until<F: Future>(&self, future: F) -> Option<F::Output> {
+        let mut stop = self.clone();
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            if Pin::new(&mut stop).poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            future.as_mut().poll(cx).map(Some)
+        })
+        .await
     }
 
     /// Whether the stop has begun.
@@ -265,7 +351,7 @@ impl Stop {
     /// assert!(stop.is_stopped());
     /// ```
     pub fn is_stopped(&self) -> bool {
-        self.shared.is_stopped()
+        self.shared.is_stopped() || self.local.as_ref().is_some_and(|l| l.is_set())
     }
 
     /// Why the group is stopping, once it is.
@@ -306,7 +392,38 @@ impl Stop {
 impl Clone for Stop {
     fn clone(&self) -> Self {
         // A clone waits on its own: it does not share the listener.
-        Stop::new(self.shared.clone())
+        Stop {
+            shared: self.shared.clone(),
+            local: self.local.clone(),
+            waiter: Waiter::new(),
+            local_waiter: Waiter::new(),
+        }
+    }
+}
+
+/// Fires a child [`Stop`] made by [`Stop::child`], and its own children,
+/// but not its parent. Cheap to clone.
+///
+/// ```
+/// let (child, trigger) = allstop::Stop::never().child();
+/// assert!(!trigger.is_stopped());
+/// trigger.stop();
+/// assert!(trigger.is_stopped() && child.is_stopped());
+/// ```
+#[derive(Clone, Debug)]
+pub struct StopTrigger {
+    latch: Arc<Latch>,
+}
+
+impl StopTrigger {
+    /// Fires the child signal (again: nothing more happens).
+    pub fn stop(&self) {
+        self.latch.set();
+    }
+
+    /// Whether the child signal has fired, by this trigger or its parent.
+    pub fn is_stopped(&self) -> bool {
+        self.latch.is_set()
     }
 }
 
@@ -323,6 +440,11 @@ impl Future for Stop {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        if let Some(local) = &this.local {
+            if local.poll_set(cx, &mut this.local_waiter).is_ready() {
+                return Poll::Ready(());
+            }
+        }
         this.shared
             .poll_until(cx, &mut this.waiter, Shared::is_stopped)
     }

@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::task::{ready, Context, Poll};
 
-use allstop_core::http::{HttpService, ServeError};
+use allstop_core::http::{IntoHttpService, ServeError};
 use allstop_core::Stop;
 use async_io::Async;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
@@ -70,7 +70,8 @@ pub struct TcpListener {
 
 impl TcpListener {
     /// Binds `addr` with `SO_REUSEADDR` (as tokio does), so the port is free
-    /// again as soon as a server lets go of it. The error names the address
+    /// again as soon as a server lets go of it, and a backlog of
+    /// [`DEFAULT_BACKLOG`](allstop_core::http::DEFAULT_BACKLOG). The error names the address
     /// and the OS error.
     ///
     /// ```
@@ -85,14 +86,14 @@ impl TcpListener {
         allstop_core::http::bind(addr).await
     }
 
-    fn bind_now(addr: SocketAddr) -> io::Result<Self> {
+    fn bind_now(addr: SocketAddr, backlog: u32) -> io::Result<Self> {
         use socket2::{Domain, Protocol, Socket, Type};
 
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         #[cfg(unix)]
         socket.set_reuse_address(true)?;
         socket.bind(&addr.into())?;
-        socket.listen(1024)?;
+        socket.listen(backlog.min(i32::MAX as u32) as i32)?;
         Ok(TcpListener {
             inner: Async::new(std::net::TcpListener::from(socket))?,
         })
@@ -113,25 +114,31 @@ impl From<Async<std::net::TcpListener>> for TcpListener {
 impl allstop_core::http::Accept for TcpListener {
     type Io = FuturesIo<Async<std::net::TcpStream>>;
 
-    fn bind(addr: SocketAddr) -> impl Future<Output = io::Result<Self>> + Send {
+    fn bind(addr: SocketAddr, backlog: u32) -> impl Future<Output = io::Result<Self>> + Send {
         // Binding does not block: nothing to wait for.
-        std::future::ready(Self::bind_now(addr))
+        std::future::ready(Self::bind_now(addr, backlog))
     }
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
         loop {
-            match self.inner.get_ref().accept() {
-                Ok((stream, _peer)) => {
-                    // Small responses go out at once rather than after
-                    // Nagle's delay.
-                    let _ = stream.set_nodelay(true);
-                    return Poll::Ready(Async::new(stream).map(FuturesIo::new));
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.inner.poll_readable(cx))?;
-                }
-                Err(error) => return Poll::Ready(Err(error)),
+            if let Some(accepted) = self.try_accept() {
+                return Poll::Ready(accepted);
             }
+            ready!(self.inner.poll_readable(cx))?;
+        }
+    }
+
+    fn try_accept(&mut self) -> Option<io::Result<Self::Io>> {
+        // The listener is non-blocking: this asks the kernel directly.
+        match self.inner.get_ref().accept() {
+            Ok((stream, _peer)) => {
+                // Small responses go out at once rather than after Nagle's
+                // delay.
+                let _ = stream.set_nodelay(true);
+                Some(Async::new(stream).map(FuturesIo::new))
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+            Err(error) => Some(Err(error)),
         }
     }
 
@@ -156,9 +163,9 @@ impl allstop_core::http::Accept for TcpListener {
 ///     assert!(group.run().await.is_success());
 /// });
 /// ```
-pub async fn serve(
+pub async fn serve<M>(
     listener: TcpListener,
-    service: impl HttpService,
+    service: impl IntoHttpService<M>,
     stop: Stop,
 ) -> Result<(), ServeError> {
     server().serve(listener, service, stop).await
@@ -176,18 +183,18 @@ pub async fn serve(
 /// group.stop_handle().stop("done");
 /// assert!(smol::block_on(group.run_spawned(allstop::smol::Smol::new())).is_success());
 /// ```
-pub fn serve_on(
+pub fn serve_on<M>(
     addr: SocketAddr,
-    service: impl HttpService,
+    service: impl IntoHttpService<M>,
 ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
     serve_on_with(server(), addr, service)
 }
 
 /// As [`serve_on`], with a configured `server`.
-pub fn serve_on_with(
+pub fn serve_on_with<M>(
     server: Server,
     addr: SocketAddr,
-    service: impl HttpService,
+    service: impl IntoHttpService<M>,
 ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-    server.serve_on::<TcpListener>(addr, service)
+    server.serve_on::<TcpListener, _>(addr, service)
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
-use allstop_core::http::{HttpService, ServeError};
+use allstop_core::http::{IntoHttpService, ServeError};
 use allstop_core::Stop;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
@@ -35,7 +35,9 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds `addr`. The error names the address and the OS error.
+    /// Binds `addr` (with `SO_REUSEADDR` on Unix and a backlog of
+    /// [`DEFAULT_BACKLOG`](allstop_core::http::DEFAULT_BACKLOG)). The error
+    /// names the address and the OS error.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -64,23 +66,52 @@ impl From<tokio::net::TcpListener> for TcpListener {
 impl allstop_core::http::Accept for TcpListener {
     type Io = TokioIo<tokio::net::TcpStream>;
 
-    async fn bind(addr: SocketAddr) -> io::Result<Self> {
-        // tokio sets SO_REUSEADDR on Unix itself.
-        let inner = tokio::net::TcpListener::bind(addr).await?;
+    async fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Self> {
+        use socket2::{Domain, Protocol, Socket, Type};
+
+        // As tokio's own `bind` does, with our backlog rather than mio's.
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        #[cfg(unix)]
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+        let inner = tokio::net::TcpListener::from_std(socket.into())?;
         Ok(TcpListener { inner })
     }
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
-        self.inner.poll_accept(cx).map_ok(|(stream, _peer)| {
-            // Small responses go out at once rather than after Nagle's delay.
-            let _ = stream.set_nodelay(true);
-            TokioIo::new(stream)
-        })
+        self.inner
+            .poll_accept(cx)
+            .map_ok(|(stream, _peer)| io(stream))
+    }
+
+    fn try_accept(&mut self) -> Option<io::Result<Self::Io>> {
+        // tokio's `poll_accept` trusts the readiness its driver last saw
+        // (and the task's budget), which lags behind the kernel when the
+        // runtime has been busy: ask the kernel.
+        let accepted = socket2::SockRef::from(&self.inner).accept();
+        match accepted {
+            Ok((socket, _peer)) => Some(
+                socket
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(socket.into()))
+                    .map(io),
+            ),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+            Err(error) => Some(Err(error)),
+        }
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+}
+
+fn io(stream: tokio::net::TcpStream) -> TokioIo<tokio::net::TcpStream> {
+    // Small responses go out at once rather than after Nagle's delay.
+    let _ = stream.set_nodelay(true);
+    TokioIo::new(stream)
 }
 
 /// Serves `service` on `listener` with the default [`server`] until `stop`,
@@ -99,9 +130,9 @@ impl allstop_core::http::Accept for TcpListener {
 /// assert!(group.run().await.is_success());
 /// # });
 /// ```
-pub async fn serve(
+pub async fn serve<M>(
     listener: TcpListener,
-    service: impl HttpService,
+    service: impl IntoHttpService<M>,
     stop: Stop,
 ) -> Result<(), ServeError> {
     server().serve(listener, service, stop).await
@@ -121,18 +152,18 @@ pub async fn serve(
 /// assert!(group.run_spawned(allstop::tokio::Tokio::new()).await.is_success());
 /// # });
 /// ```
-pub fn serve_on(
+pub fn serve_on<M>(
     addr: SocketAddr,
-    service: impl HttpService,
+    service: impl IntoHttpService<M>,
 ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
     serve_on_with(server(), addr, service)
 }
 
 /// As [`serve_on`], with a configured `server`.
-pub fn serve_on_with(
+pub fn serve_on_with<M>(
     server: Server,
     addr: SocketAddr,
-    service: impl HttpService,
+    service: impl IntoHttpService<M>,
 ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-    server.serve_on::<TcpListener>(addr, service)
+    server.serve_on::<TcpListener, _>(addr, service)
 }

@@ -9,9 +9,18 @@
 //! that the closed listener refuses), and a connection is shut down only
 //! once it has been idle for the idle grace; it is dropped if it is still
 //! open after twice that (a half-sent request, a client that never reads).
-//! HTTP/2 connections get GOAWAY at once, which loses nothing.
+//! HTTP/2 connections get GOAWAY at once, which loses nothing, and are
+//! dropped once idle for the idle grace: a client that does not answer the
+//! PING hyper sends with the GOAWAY cannot hold them open.
+//!
+//! Every connection has a deadline from accept to its first request, so a
+//! client that connects and sends nothing (or only the HTTP/2 preface)
+//! cannot hold a file descriptor for ever. An upgraded connection
+//! (WebSocket) outlives its HTTP connection: its IO keeps it counted until
+//! the handler drops it, and is cut when the drain is forced.
 
 use std::future::{poll_fn, Future};
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,13 +33,15 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
-use hyper::rt::{Read, Sleep, Timer, Write};
+use hyper::rt::{Read, ReadBufCursor, Sleep, Timer, Write};
 use hyper::service::Service;
-use hyper::{Request, Response, Version};
+use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::server::conn::auto;
 
 use super::{Executor, HttpService, ResponseBody, ServiceFuture};
-use crate::stop::{Shared, Stop};
+use crate::latch::Latch;
+use crate::stop::Stop;
+use crate::tasks::TaskToken;
 use crate::waiter::Waiter;
 use crate::BoxError;
 
@@ -42,6 +53,11 @@ pub(crate) struct ConnState {
     idle_since: AtomicU64,
     /// Set when a request arrives over HTTP/2.
     h2: AtomicBool,
+    /// Set when the first request arrives.
+    used: AtomicBool,
+    /// Set when a response switches protocols: the IO now belongs to the
+    /// handler, and only the drain's force can cut it.
+    upgraded: AtomicBool,
     /// Woken when `in_flight` falls to zero.
     idle: Event,
     born: Instant,
@@ -53,12 +69,16 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
+            used: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
             idle: Event::new(),
             born: Instant::now(),
         })
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
+        // Relaxed: a hint for the connection task, re-read on each wake.
+        self.used.store(true, Ordering::Relaxed);
         // Relaxed: the count is read together with `idle_since`, which
         // carries the ordering (see `InFlight::drop`).
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -129,7 +149,8 @@ where
 pub(crate) struct Wrapped<S> {
     pub(crate) inner: S,
     pub(crate) conn: Arc<ConnState>,
-    pub(crate) drain: Arc<Shared>,
+    /// The server's drain has begun.
+    pub(crate) closing: Arc<Latch>,
     pub(crate) stop: Stop,
 }
 
@@ -151,10 +172,15 @@ impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
         // before the listener closes, so a client told to close reconnects
         // to a closed port (refused: nothing sent, nothing lost) rather than
         // into a backlog about to be reset.
-        let drain = self.drain.clone();
+        let closing = self.closing.clone();
+        let conn = self.conn.clone();
         Box::pin(async move {
             let mut response = response.await.map_err(Into::into)?;
-            if http1 && drain.is_stopped() {
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                // Relaxed: read by the IO on its next poll; nothing else
+                // depends on it.
+                conn.upgraded.store(true, Ordering::Relaxed);
+            } else if http1 && closing.is_set() {
                 // The client will not send another request on this
                 // connection, and hyper closes it after this response.
                 response
@@ -172,63 +198,166 @@ impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
     }
 }
 
-/// Counts open connections so the server can wait for the last one.
-#[derive(Default)]
-pub(crate) struct Tracker {
-    open: AtomicUsize,
-    closed: Event,
+/// A connection's IO, counted by the server until it is dropped: by hyper
+/// when the connection ends, or by the handler that took it over in an
+/// upgrade. Once upgraded, it fails every read and write after the drain is
+/// forced (and wakes a task waiting on it), so a WebSocket that outlives
+/// the drain deadline ends too.
+pub(crate) struct TrackedIo<I> {
+    io: I,
+    state: Arc<ConnState>,
+    forced: Arc<Latch>,
+    waiter: Waiter,
+    _token: TaskToken,
 }
 
-impl Tracker {
-    pub(crate) fn enter(self: &Arc<Self>) -> Open {
-        // Relaxed: the count only needs to be exact, not ordered; waiters
-        // re-check it after registering (see `wait_empty`).
-        self.open.fetch_add(1, Ordering::Relaxed);
-        Open(self.clone())
-    }
-
-    pub(crate) fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-
-    /// Resolves once no connection is open.
-    pub(crate) async fn wait_empty(&self) {
-        let mut waiter = Waiter::new();
-        poll_fn(|cx| waiter.poll(cx, &self.closed, || self.open() == 0)).await
-    }
-}
-
-/// One open connection; dropped with the connection's future.
-pub(crate) struct Open(Arc<Tracker>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        // Release pairs with the Acquire in `Tracker::open`: whoever sees
-        // zero sees every connection's work done.
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.closed.notify(usize::MAX);
+impl<I> TrackedIo<I> {
+    pub(crate) fn new(io: I, token: TaskToken, state: Arc<ConnState>, forced: &Arc<Latch>) -> Self {
+        TrackedIo {
+            io,
+            state,
+            forced: forced.clone(),
+            waiter: Waiter::new(),
+            _token: token,
         }
+    }
+
+    /// An error once an upgraded connection is to be cut; otherwise
+    /// registers to be woken when it is.
+    fn cut(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        // Relaxed: set by the response that upgraded, before hyper hands
+        // the IO over; until then the connection task drops the IO itself.
+        if !self.state.upgraded.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.forced
+            .poll_set(cx, &mut self.waiter)
+            .is_ready()
+            .then(|| io::Error::new(io::ErrorKind::ConnectionAborted, "the server's drain ended"))
+    }
+}
+
+impl<I: Read + Unpin> Read for TrackedIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(error) = self.cut(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: Write + Unpin> Write for TrackedIo<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(error) = self.cut(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(error) = self.cut(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(error) = self.cut(cx) {
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
 enum Phase {
     /// Serving normally.
     Serving,
-    /// The stop began; waiting for the connection to be idle long enough.
+    /// The drain began; waiting for the HTTP/1 connection to be idle long
+    /// enough.
     Draining,
-    /// Graceful shutdown was asked of hyper.
-    ShuttingDown,
+    /// Graceful shutdown was asked of hyper (GOAWAY for HTTP/2) at this
+    /// moment.
+    ShuttingDown(Instant),
 }
 
-/// Serves one connection until it closes, drains it when `drain` stops,
-/// and drops it when `drain` is forced.
+/// What a connection in the drain does next, given how long it has been
+/// idle (`None`: a request is in flight).
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// Wait for the request in flight to end.
+    AwaitIdle,
+    /// Ask hyper to shut the connection down gracefully.
+    Shutdown,
+    /// Drop the connection.
+    Drop,
+    /// Wait this long, then look again.
+    Sleep(Duration),
+    /// Nothing to do until the connection ends or the drain is forced.
+    Wait,
+}
+
+impl Phase {
+    fn next(&self, idle: Option<Duration>, h2: bool, grace: Duration, now: Instant) -> Next {
+        let Some(idle) = idle else {
+            return Next::AwaitIdle;
+        };
+        match *self {
+            Phase::Serving => Next::Wait,
+            Phase::Draining if idle >= grace => Next::Shutdown,
+            Phase::Draining => Next::Sleep(grace - idle),
+            Phase::ShuttingDown(since) => {
+                // HTTP/2: its streams are done, and a stream the client
+                // opened before the GOAWAY has had the idle grace to arrive;
+                // hyper would wait for a PING answer. HTTP/1: still open
+                // well after a graceful shutdown means a half-sent request
+                // or a client that does not read.
+                let (idle, limit) = match h2 {
+                    true => (idle.min(now.saturating_duration_since(since)), grace),
+                    false => (idle, grace * 2),
+                };
+                if idle >= limit {
+                    Next::Drop
+                } else {
+                    Next::Sleep(limit - idle)
+                }
+            }
+        }
+    }
+}
+
+/// Serves one connection until it closes, drains it once `closing` is set,
+/// and drops it when `forced` is. A connection that has not sent its first
+/// request within `first_request` is dropped.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve_connection<I, S, E, T>(
-    io: I,
+    io: TrackedIo<I>,
     service: Wrapped<S>,
     builder: Arc<auto::Builder<E>>,
     timer: T,
+    first_request: Option<Duration>,
     idle_grace: Duration,
-    _open: Open,
+    closing: Arc<Latch>,
+    forced: Arc<Latch>,
 ) where
     I: Read + Write + Unpin + Send + 'static,
     S: HttpService,
@@ -236,16 +365,17 @@ pub(crate) async fn serve_connection<I, S, E, T>(
     T: Timer,
 {
     let state = service.conn.clone();
-    let drain = service.drain.clone();
-    let conn = builder.serve_connection(io, service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     let mut conn = std::pin::pin!(conn);
     let mut phase = Phase::Serving;
-    let mut drain_waiter = Waiter::new();
+    let mut closing_waiter = Waiter::new();
+    let mut forced_waiter = Waiter::new();
     let mut idle_waiter = Waiter::new();
+    let mut unused = first_request.map(|timeout| timer.sleep(timeout));
     let mut sleep: Option<Pin<Box<dyn Sleep>>> = None;
 
     poll_fn(|cx| loop {
-        if drain.is_forced() {
+        if forced.is_set() {
             // The drain deadline passed: drop the connection now.
             return Poll::Ready(());
         }
@@ -254,68 +384,114 @@ pub(crate) async fn serve_connection<I, S, E, T>(
         if conn.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        match phase {
-            Phase::Serving => {
-                if drain
-                    .poll_until(cx, &mut drain_waiter, Shared::is_stopped)
-                    .is_pending()
-                {
-                    return Poll::Pending;
-                }
-                // Relaxed: set before any response of this connection.
-                if state.h2.load(Ordering::Relaxed) {
-                    // GOAWAY: streams in flight finish, no new ones start.
-                    conn.as_mut().graceful_shutdown();
-                    phase = Phase::ShuttingDown;
-                } else {
-                    phase = Phase::Draining;
-                }
-            }
-            Phase::Draining | Phase::ShuttingDown => {
-                let draining = matches!(phase, Phase::Draining);
-                // Relaxed: a hint, re-read on every wake.
-                let h2 = state.h2.load(Ordering::Relaxed);
-                let wait = match state.idle_for(Instant::now()) {
-                    // A request in flight: wait for it to end, however long
-                    // (the server's drain deadline bounds this).
-                    None => {
-                        sleep = None;
-                        let idle = || state.idle_for(Instant::now()).is_some();
-                        if idle_waiter.poll(cx, &state.idle, idle).is_ready() {
-                            continue;
-                        }
-                        None
-                    }
-                    Some(idle) if draining && idle >= idle_grace => {
-                        conn.as_mut().graceful_shutdown();
-                        phase = Phase::ShuttingDown;
-                        continue;
-                    }
-                    Some(idle) if draining => Some(idle_grace - idle),
-                    // An HTTP/2 connection after GOAWAY closes when its
-                    // streams are done; only the drain deadline cuts it.
-                    Some(_) if h2 => None,
-                    // Still open and idle well after a graceful shutdown: a
-                    // half-sent request, or a client that does not read.
-                    Some(idle) if idle >= idle_grace * 2 => return Poll::Ready(()),
-                    Some(idle) => Some(idle_grace * 2 - idle),
-                };
-                if let Some(left) = wait {
-                    let timer_sleep = sleep.get_or_insert_with(|| timer.sleep(left));
-                    if timer_sleep.as_mut().poll(cx).is_ready() {
-                        sleep = None;
-                        continue;
-                    }
-                }
-                if drain
-                    .poll_until(cx, &mut drain_waiter, Shared::is_forced)
-                    .is_ready()
-                {
-                    continue;
-                }
-                return Poll::Pending;
+        if let Some(deadline) = &mut unused {
+            // Relaxed: a hint, re-read on every wake.
+            if state.used.load(Ordering::Relaxed) {
+                unused = None;
+            } else if deadline.as_mut().poll(cx).is_ready() {
+                // No request since accept: a silent client, or one that
+                // sent only part of a request head or the HTTP/2 preface.
+                return Poll::Ready(());
             }
         }
+        if let Phase::Serving = phase {
+            if closing.poll_set(cx, &mut closing_waiter).is_pending() {
+                return Poll::Pending;
+            }
+            // Relaxed: set before any response of this connection.
+            phase = if state.h2.load(Ordering::Relaxed) {
+                // GOAWAY: streams in flight finish, no new ones start.
+                conn.as_mut().graceful_shutdown();
+                Phase::ShuttingDown(Instant::now())
+            } else {
+                Phase::Draining
+            };
+        }
+        let now = Instant::now();
+        // Relaxed: a hint, re-read on every wake.
+        let h2 = state.h2.load(Ordering::Relaxed);
+        match phase.next(state.idle_for(now), h2, idle_grace, now) {
+            Next::AwaitIdle => {
+                sleep = None;
+                let idle = || state.idle_for(Instant::now()).is_some();
+                if idle_waiter.poll(cx, &state.idle, idle).is_ready() {
+                    continue;
+                }
+            }
+            Next::Shutdown => {
+                conn.as_mut().graceful_shutdown();
+                phase = Phase::ShuttingDown(now);
+                continue;
+            }
+            Next::Drop => return Poll::Ready(()),
+            Next::Sleep(left) => {
+                let timer_sleep = sleep.get_or_insert_with(|| timer.sleep(left));
+                if timer_sleep.as_mut().poll(cx).is_ready() {
+                    sleep = None;
+                    continue;
+                }
+            }
+            Next::Wait => {}
+        }
+        if forced.poll_set(cx, &mut forced_waiter).is_ready() {
+            continue;
+        }
+        return Poll::Pending;
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_millis(250);
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn an_idle_http1_connection_is_shut_down_after_the_grace_then_dropped() {
+        let now = Instant::now();
+        assert_eq!(
+            Phase::Draining.next(None, false, GRACE, now),
+            Next::AwaitIdle
+        );
+        assert_eq!(
+            Phase::Draining.next(Some(100 * MS), false, GRACE, now),
+            Next::Sleep(150 * MS)
+        );
+        assert_eq!(
+            Phase::Draining.next(Some(GRACE), false, GRACE, now),
+            Next::Shutdown
+        );
+        let shut = Phase::ShuttingDown(now);
+        assert_eq!(
+            shut.next(Some(GRACE), false, GRACE, now),
+            Next::Sleep(GRACE)
+        );
+        assert_eq!(shut.next(Some(GRACE * 2), false, GRACE, now), Next::Drop);
+    }
+
+    #[test]
+    fn an_idle_http2_connection_is_dropped_one_grace_after_the_goaway() {
+        let goaway = Instant::now();
+        let shut = Phase::ShuttingDown(goaway);
+        // Idle for long before the GOAWAY: the grace counts from the GOAWAY.
+        assert_eq!(
+            shut.next(Some(GRACE * 10), true, GRACE, goaway + 100 * MS),
+            Next::Sleep(150 * MS)
+        );
+        assert_eq!(
+            shut.next(Some(GRACE * 10), true, GRACE, goaway + GRACE),
+            Next::Drop
+        );
+        // A stream in flight holds it; the grace counts from its end.
+        assert_eq!(
+            shut.next(None, true, GRACE, goaway + GRACE),
+            Next::AwaitIdle
+        );
+        assert_eq!(
+            shut.next(Some(50 * MS), true, GRACE, goaway + GRACE),
+            Next::Sleep(200 * MS)
+        );
+    }
 }

@@ -1,31 +1,53 @@
 //! Graceful HTTP serving over hyper, written once for every runtime.
 //!
-//! [`Server::serve`] accepts connections until the stop, then:
+//! [`Server::serve`] serves a hyper service or a tower service (an axum
+//! `Router`, tonic `Routes`; see [`IntoHttpService`]) over HTTP/1 and
+//! HTTP/2, upgrades (WebSockets) included, and accepts connections until the
+//! stop. Then it:
 //!
-//! 1. stops accepting and drops the listener, so the port is free at once
+//! 1. takes every connection the kernel has already completed (the listen
+//!    backlog, read from the kernel itself, not from cached readiness) and
+//!    serves it too, then drops the listener, so the port is free at once
 //!    and new connections are refused;
 //! 2. lets every request in flight finish, marking each response after the
 //!    stop `Connection: close` (HTTP/1) or sending GOAWAY (HTTP/2), so no
 //!    request a client has sent is dropped;
-//! 3. closes each keep-alive connection once it has been idle for the *idle
-//!    grace* (default 250 ms; a connection already idle that long closes at
-//!    once), and drops one still open after twice that (a half-sent
-//!    request, a client that does not read);
-//! 4. returns `Ok(())` once every connection is closed — or, if a drain
-//!    deadline is set and passes first, drops the rest and returns
-//!    [`ServeError::DrainTimeout`].
+//! 3. closes each connection once it has been idle for the *idle grace*
+//!    (default 250 ms; a connection already idle that long closes at once),
+//!    HTTP/2 ones without waiting for the client to answer a PING, and drops
+//!    an HTTP/1 one still open after twice that (a half-sent request, a
+//!    client that does not read);
+//! 4. waits for upgraded connections (WebSockets) to end: their handlers
+//!    see the stop and should close them;
+//! 5. returns `Ok(())` once every connection is closed — or, if a drain
+//!    deadline is set and passes first, drops the rest (upgraded ones
+//!    included) and returns [`ServeError::DrainTimeout`].
 //!
-//! A header-read timeout (default 10 s) cuts clients that send their request
-//! head too slowly, at any time. Handlers get the group's [`Stop`] as a
-//! request extension, so a long response (a stream, a long poll) can end
-//! early.
+//! Nothing a client does can hold a connection open without sending
+//! requests: every connection has the header-read timeout (default 10 s)
+//! from accept to its first complete request head, whatever it sends or
+//! does not send (nothing, part of the HTTP/2 preface, the whole preface),
+//! and hyper applies it to every later HTTP/1 request head.
+//!
+//! Handlers find a [`Stop`] in the request's extensions: it fires when the
+//! group stops or when the server stops on its own (its listener failed), so
+//! a long response can end early — a stream with
+//! `futures::StreamExt::take_until(stream, stop)`, a long poll with
+//! [`Stop::until`]. A handler called outside a server (a unit test) finds
+//! none; [`Stop::never`] stands in for it.
+//!
+//! Running out of file descriptors does not stop the server: it pauses
+//! accepting (5 ms, doubling to a second while the shortage lasts), and,
+//! with the `tracing` feature, says so in a warning.
 //!
 //! The runtime supplies only an [`Accept`] listener, a hyper executor and a
 //! hyper timer; the `allstop-tokio` and `allstop-smol` adapters supply all
 //! three and a one-line member, so the behaviour is the same on both by
 //! construction.
 
+mod accept;
 mod connection;
+mod service;
 
 use std::fmt;
 use std::future::{poll_fn, Future};
@@ -33,113 +55,32 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::Body;
-use hyper::body::Incoming;
-use hyper::rt::{Read, Timer, Write};
-use hyper::service::Service;
-use hyper::{Request, Response};
+use hyper::rt::Timer;
 use hyper_util::server::conn::auto;
 
-use self::connection::{serve_connection, ConnState, Tracker, Wrapped};
-use crate::stop::{Cause, Shared, Stop};
-use crate::BoxError;
+use self::accept::{AcceptError, Backoff};
+use self::connection::{serve_connection, ConnState, TrackedIo, Wrapped};
+use crate::latch::Latch;
+use crate::stop::{Stop, StopTrigger};
+use crate::tasks::TaskTracker;
 
-/// The response body type allstop hands to hyper: the service's own body,
-/// boxed.
-pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+pub use self::accept::{Accept, DEFAULT_BACKLOG};
+pub use self::service::{
+    Executor, HttpService, Hyper, IntoHttpService, ResponseBody, ServiceFuture, Tower,
+};
 
-/// The response future type allstop hands to hyper: the service's own
-/// future, boxed.
-pub type ServiceFuture =
-    Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, BoxError>> + Send>>;
-
-/// A hyper service allstop's server can serve: any
-/// `hyper::service::Service<Request<Incoming>>` that is
-/// `Clone + Send + Sync + 'static`, with a `Send` future, errors that
-/// convert into [`BoxError`], and a response body of `Bytes` chunks — what
-/// `hyper::service::service_fn` over an `async` handler returning
-/// `Response<Full<Bytes>>` gives. Implemented automatically; it only names
-/// those bounds once.
-pub trait HttpService: Clone + Send + Sync + 'static {
-    /// The response body.
-    type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
-    /// The service's error.
-    type Error: Into<BoxError>;
-    /// The service's future.
-    type Future: Future<Output = Result<Response<Self::Body>, Self::Error>> + Send + 'static;
-
-    /// Handles one request (`Service::call`).
-    fn call_http(&self, request: Request<Incoming>) -> Self::Future;
-}
-
-impl<S, B> HttpService for S
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Body = B;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn call_http(&self, request: Request<Incoming>) -> S::Future {
-        self.call(request)
-    }
-}
-
-/// An executor for hyper's HTTP/2 streams and allstop's connection tasks:
-/// anything that implements `hyper::rt::Executor` for every `Send` future,
-/// such as hyper-util's `TokioExecutor`. Implemented automatically.
-pub trait Executor:
-    hyper::rt::Executor<Pin<Box<dyn Future<Output = ()> + Send>>>
-    + auto::HttpServerConnExec<ServiceFuture, ResponseBody>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<E> Executor for E where
-    E: hyper::rt::Executor<Pin<Box<dyn Future<Output = ()> + Send>>>
-        + auto::HttpServerConnExec<ServiceFuture, ResponseBody>
-        + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
-
-/// A listening socket, as a runtime provides it: the one thing about
-/// accepting that differs between runtimes.
-///
-/// The adapters implement it for their TCP listeners. The returned IO must
-/// already be set up (for TCP, `TCP_NODELAY` is usual).
-pub trait Accept: Send + Sized + 'static {
-    /// An accepted connection, as hyper reads and writes it.
-    type Io: Read + Write + Send + Unpin + 'static;
-
-    /// Binds a listener to `addr` (with `SO_REUSEADDR` on Unix, so a port
-    /// is free again as soon as a server lets go of it).
-    fn bind(addr: SocketAddr) -> impl Future<Output = io::Result<Self>> + Send;
-
-    /// Polls for the next connection.
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>>;
-
-    /// The address the listener is bound to.
-    fn local_addr(&self) -> io::Result<SocketAddr>;
-}
-
-/// Binds a listener of type `L` to `addr`; the error names the address and
-/// the OS error.
+/// Binds a listener of type `L` to `addr` with the default backlog
+/// ([`DEFAULT_BACKLOG`]); the error names the address and the OS error.
 pub async fn bind<L: Accept>(addr: SocketAddr) -> Result<L, ServeError> {
-    L::bind(addr)
+    bind_with_backlog(addr, DEFAULT_BACKLOG).await
+}
+
+/// As [`bind`], with a listen backlog of `backlog` connections.
+pub async fn bind_with_backlog<L: Accept>(addr: SocketAddr, backlog: u32) -> Result<L, ServeError> {
+    L::bind(addr, backlog)
         .await
         .map_err(|source| ServeError::Bind { addr, source })
 }
@@ -232,7 +173,8 @@ impl std::error::Error for ServeError {
 /// let server = server
 ///     .header_read_timeout(Duration::from_secs(5))
 ///     .idle_grace(Duration::from_millis(100))
-///     .drain_timeout(Duration::from_secs(20));
+///     .drain_timeout(Duration::from_secs(20))
+///     .backlog(4096);
 /// # }
 /// ```
 #[derive(Clone)]
@@ -242,6 +184,7 @@ pub struct Server<E, T> {
     header_read_timeout: Option<Duration>,
     idle_grace: Duration,
     drain_timeout: Option<Duration>,
+    backlog: u32,
 }
 
 impl<E, T> fmt::Debug for Server<E, T> {
@@ -250,6 +193,7 @@ impl<E, T> fmt::Debug for Server<E, T> {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("idle_grace", &self.idle_grace)
             .field("drain_timeout", &self.drain_timeout)
+            .field("backlog", &self.backlog)
             .finish_non_exhaustive()
     }
 }
@@ -268,23 +212,26 @@ where
             header_read_timeout: Some(Duration::from_secs(10)),
             idle_grace: Duration::from_millis(250),
             drain_timeout: None,
+            backlog: DEFAULT_BACKLOG,
         }
     }
 
-    /// How long a client may take to send a request head (HTTP/1) before the
-    /// connection is closed. Default 10 s.
+    /// How long a client may take from connecting to sending its first
+    /// complete request head, and to send each later HTTP/1 request head,
+    /// before the connection is closed. Default 10 s (Go's
+    /// `ReadHeaderTimeout` is the same idea).
     ///
-    /// `None` turns it off, which saves a timer per request (a few percent
-    /// of throughput in `benches/`) but lets a slow client hold a connection
-    /// open until the drain deadline.
+    /// `None` turns it off, which saves a timer per request but lets a
+    /// client that sends nothing hold a connection (and a file descriptor)
+    /// until the stop.
     pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.header_read_timeout = timeout.into();
         self
     }
 
-    /// After the stop, how long a keep-alive connection with no request in
-    /// flight stays open for a request its client may already have sent.
-    /// Default 250 ms. A connection idle that long already closes at once.
+    /// After the stop, how long a connection with no request in flight
+    /// stays open for a request its client may already have sent. Default
+    /// 250 ms. A connection idle that long already closes at once.
     pub fn idle_grace(mut self, grace: Duration) -> Self {
         self.idle_grace = grace;
         self
@@ -296,6 +243,13 @@ where
     /// server, which drops every connection.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = Some(timeout);
+        self
+    }
+
+    /// The listen backlog [`serve_on`](Server::serve_on) binds with.
+    /// Default [`DEFAULT_BACKLOG`] (1024).
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
         self
     }
 
@@ -312,14 +266,14 @@ where
     /// A member that binds a listener of type `L` to `addr` and serves
     /// `service` on it. A bind failure is the member's error, naming the
     /// address. The adapters' `serve_on` is this, with their listener.
-    pub fn serve_on<L: Accept>(
+    pub fn serve_on<L: Accept, M>(
         self,
         addr: SocketAddr,
-        service: impl HttpService,
+        service: impl IntoHttpService<M>,
     ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
         move |stop: Stop| -> Serving {
             Box::pin(async move {
-                let listener = bind::<L>(addr).await?;
+                let listener = bind_with_backlog::<L>(addr, self.backlog).await?;
                 self.serve(listener, service, stop).await
             })
         }
@@ -334,38 +288,87 @@ where
     /// # Cancellation safety
     ///
     /// Dropping the future stops accepting and drops every open connection
-    /// soon after, on its executor.
-    pub async fn serve(
+    /// soon after, on its executor, upgraded ones included.
+    pub async fn serve<M>(
         &self,
         mut listener: impl Accept,
-        service: impl HttpService,
+        service: impl IntoHttpService<M>,
         stop: Stop,
     ) -> Result<(), ServeError> {
+        let service = service.into_http_service();
         let addr = listener.local_addr().ok();
-        let drain = Shared::new();
-        let _kill = KillOnDrop(drain.clone());
-        let tracker = Arc::new(Tracker::default());
+        // Handlers see the group's stop, and the server's own when it ends
+        // by itself (a fatal accept error).
+        let (handler_stop, server_stop) = stop.child();
+        let drain = Drain {
+            closing: Latch::new(),
+            forced: Latch::new(),
+            server_stop,
+        };
+        let connections = TaskTracker::new();
         let builder = Arc::new(self.builder());
-        let mut failed = None;
-        let mut waiting_for_stop = stop.clone();
         let spawn = |io| {
+            let state = ConnState::new();
+            let io = TrackedIo::new(io, connections.token(), state.clone(), &drain.forced);
             let service = Wrapped {
                 inner: service.clone(),
-                conn: ConnState::new(),
-                drain: drain.clone(),
-                stop: stop.clone(),
+                conn: state,
+                closing: drain.closing.clone(),
+                stop: handler_stop.clone(),
             };
             let connection = serve_connection(
                 io,
                 service,
                 builder.clone(),
                 self.timer.clone(),
+                self.header_read_timeout,
                 self.idle_grace,
-                tracker.enter(),
+                drain.closing.clone(),
+                drain.forced.clone(),
             );
             hyper::rt::Executor::execute(&self.executor, Box::pin(connection) as Pin<Box<_>>);
         };
 
+        let failed = self.accept_until(&stop, &mut listener, addr, &spawn).await;
+        drain.server_stop.stop();
+        // Responses from now on close their connections.
+        drain.closing.set();
+        // Connections the kernel has already completed may carry a request
+        // their client has sent: take them and answer them, rather than let
+        // closing the listener reset them.
+        while let Some(accepted) = listener.try_accept() {
+            match accepted {
+                Ok(io) => spawn(io),
+                Err(error) if AcceptError::of(&error) == AcceptError::Connection => {}
+                Err(_) => break,
+            }
+        }
+        // Free the port: new connections are refused from now on.
+        drop(listener);
+
+        if !self.wait_drained(&connections).await {
+            let open = connections.len();
+            drain.forced.set();
+            connections.wait().await;
+            return Err(ServeError::DrainTimeout { addr, open });
+        }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Accepts and spawns connections until `stop`, or until the listener
+    /// fails for good (that error is returned).
+    async fn accept_until<L: Accept>(
+        &self,
+        stop: &Stop,
+        listener: &mut L,
+        addr: Option<SocketAddr>,
+        spawn: &impl Fn(L::Io),
+    ) -> Option<ServeError> {
+        let mut backoff = Backoff::default();
+        let mut waiting_for_stop = stop.clone();
         loop {
             let next = poll_fn(|cx| {
                 if Pin::new(&mut waiting_for_stop).poll(cx).is_ready() {
@@ -374,99 +377,76 @@ where
                 listener.poll_accept(cx).map(Some)
             })
             .await;
-            match next {
-                None => break,
-                Some(Ok(io)) => spawn(io),
-                Some(Err(error)) if is_per_connection(&error) => {}
-                Some(Err(error)) if is_out_of_resources(&error) => {
-                    // Out of file descriptors: wait for connections to close
-                    // instead of spinning on accept.
-                    self.timer.sleep(Duration::from_millis(50)).await;
+            let error = match next {
+                None => return None,
+                Some(Ok(io)) => {
+                    backoff.reset();
+                    spawn(io);
+                    continue;
                 }
-                Some(Err(source)) => {
-                    failed = Some(ServeError::Accept { addr, source });
-                    break;
+                Some(Err(error)) => error,
+            };
+            match AcceptError::of(&error) {
+                AcceptError::Connection => {}
+                AcceptError::Resources => {
+                    let pause = backoff.next();
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(
+                        target: "allstop",
+                        "accept on {}: {error}; retrying in {pause:?}",
+                        Addr(&addr)
+                    );
+                    // The stop ends the pause: the drain must not wait for it.
+                    stop.until(self.timer.sleep(pause)).await;
                 }
-            }
-        }
-
-        // Responses from now on close their connections.
-        drain.stop(|| Cause::Requested("server stopping".into()));
-        // Connections the kernel has already completed may carry a request
-        // their client has sent: take them and answer them, rather than let
-        // closing the listener reset them.
-        {
-            let waker = futures::task::noop_waker();
-            let mut cx = Context::from_waker(&waker);
-            while let Poll::Ready(accepted) = listener.poll_accept(&mut cx) {
-                match accepted {
-                    Ok(io) => spawn(io),
-                    Err(error) if is_per_connection(&error) => {}
-                    Err(_) => break,
+                AcceptError::Fatal => {
+                    return Some(ServeError::Accept {
+                        addr,
+                        source: error,
+                    })
                 }
             }
         }
-        // Free the port: new connections are refused from now on.
-        drop(listener);
+    }
 
-        let drained = tracker.wait_empty();
-        let timed_out = match self.drain_timeout {
-            None => {
-                drained.await;
-                false
-            }
-            Some(timeout) => {
-                let deadline = self.timer.sleep(timeout);
-                let mut drained = std::pin::pin!(drained);
-                let mut deadline = std::pin::pin!(deadline);
-                poll_fn(|cx| {
-                    if drained.as_mut().poll(cx).is_ready() {
-                        Poll::Ready(false)
-                    } else {
-                        deadline.as_mut().poll(cx).map(|()| true)
-                    }
-                })
-                .await
-            }
+    /// Waits for every connection to close, or for the drain deadline:
+    /// whether they all closed.
+    async fn wait_drained(&self, connections: &TaskTracker) -> bool {
+        let Some(timeout) = self.drain_timeout else {
+            connections.wait().await;
+            return true;
         };
-        if timed_out {
-            let open = tracker.open();
-            drain.force();
-            tracker.wait_empty().await;
-            return Err(ServeError::DrainTimeout { addr, open });
-        }
-        match failed {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        let drained = connections.wait();
+        let deadline = self.timer.sleep(timeout);
+        let mut drained = std::pin::pin!(drained);
+        let mut deadline = std::pin::pin!(deadline);
+        poll_fn(|cx| {
+            if drained.as_mut().poll(cx).is_ready() {
+                Poll::Ready(true)
+            } else {
+                deadline.as_mut().poll(cx).map(|()| false)
+            }
+        })
+        .await
     }
 }
 
-/// Drops every connection when the server's future is dropped.
-struct KillOnDrop(Arc<Shared>);
+/// The server's side of the drain. Dropping it (the server's future was
+/// dropped) stops the handlers and drops every connection.
+struct Drain {
+    /// Set once the server stops accepting: responses close their
+    /// connections from then on, idle connections close.
+    closing: Arc<Latch>,
+    /// Set when the drain is cut short: every connection is dropped.
+    forced: Arc<Latch>,
+    /// The handlers' stop, as far as the server is concerned.
+    server_stop: StopTrigger,
+}
 
-impl Drop for KillOnDrop {
+impl Drop for Drain {
     fn drop(&mut self) {
-        self.0.stop(|| Cause::Requested("server dropped".into()));
-        self.0.force();
+        self.server_stop.stop();
+        self.closing.set();
+        self.forced.set();
     }
-}
-
-/// Errors that concern one connection, not the listener.
-fn is_per_connection(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    )
-}
-
-/// Running out of file descriptors or memory: temporary, worth a pause.
-fn is_out_of_resources(error: &io::Error) -> bool {
-    // ENOMEM, ENFILE, EMFILE, ENOBUFS (Linux numbering).
-    matches!(error.raw_os_error(), Some(12 | 23 | 24 | 105))
-        || error.kind() == io::ErrorKind::OutOfMemory
 }

@@ -1,0 +1,138 @@
+//! What the server serves: hyper services and tower services (an axum
+//! `Router`, tonic `Routes`), named by one set of bounds.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper::{Request, Response};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+
+use crate::BoxError;
+
+/// The response body type allstop hands to hyper: the service's own body,
+/// boxed.
+pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// The response future type allstop hands to hyper: the service's own
+/// future, boxed.
+pub type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, BoxError>> + Send>>;
+
+/// A hyper service allstop's server runs (what [`IntoHttpService`] turns a
+/// service into): any
+/// `hyper::service::Service<Request<Incoming>>` that is
+/// `Clone + Send + Sync + 'static`, with a `Send` future, errors that
+/// convert into [`BoxError`], and a response body of `Bytes` chunks — what
+/// `hyper::service::service_fn` over an `async` handler returning
+/// `Response<Full<Bytes>>` gives. Implemented automatically; it only names
+/// those bounds once.
+pub trait HttpService: Clone + Send + Sync + 'static {
+    /// The response body.
+    type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+    /// The service's error.
+    type Error: Into<BoxError>;
+    /// The service's future.
+    type Future: Future<Output = Result<Response<Self::Body>, Self::Error>> + Send + 'static;
+
+    /// Handles one request (`Service::call`).
+    fn call_http(&self, request: Request<Incoming>) -> Self::Future;
+}
+
+impl<S, B> HttpService for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Body = B;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call_http(&self, request: Request<Incoming>) -> S::Future {
+        self.call(request)
+    }
+}
+
+/// An executor for hyper's HTTP/2 streams and allstop's connection tasks:
+/// anything that implements `hyper::rt::Executor` for every `Send` future,
+/// such as hyper-util's `TokioExecutor`. Implemented automatically.
+pub trait Executor:
+    hyper::rt::Executor<Pin<Box<dyn Future<Output = ()> + Send>>>
+    + auto::HttpServerConnExec<ServiceFuture, ResponseBody>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<E> Executor for E where
+    E: hyper::rt::Executor<Pin<Box<dyn Future<Output = ()> + Send>>>
+        + auto::HttpServerConnExec<ServiceFuture, ResponseBody>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Anything the server can serve: a hyper service (`service_fn` over an
+/// `async` handler), or a tower service such as an axum `Router` or tonic
+/// `Routes`, served as it is. Implemented automatically.
+///
+/// `M` is [`Hyper`] or [`Tower`], chosen by the compiler: it only keeps the
+/// two blanket implementations apart, and never needs to be written.
+///
+/// A tower service is cloned for each request and driven to readiness
+/// before its call, as hyper-util's `TowerToHyperService` does; its request
+/// body is hyper's `Incoming`, and its response body any body of `Bytes`
+/// chunks (axum's `Body`, tonic's).
+pub trait IntoHttpService<M>: Send + 'static {
+    /// The hyper service it becomes.
+    type Service: HttpService;
+
+    /// Converts it.
+    fn into_http_service(self) -> Self::Service;
+}
+
+/// Marks a hyper service in [`IntoHttpService`].
+#[derive(Debug)]
+pub enum Hyper {}
+
+/// Marks a tower service in [`IntoHttpService`].
+#[derive(Debug)]
+pub enum Tower {}
+
+impl<S: HttpService> IntoHttpService<Hyper> for S {
+    type Service = S;
+
+    fn into_http_service(self) -> S {
+        self
+    }
+}
+
+impl<S, B> IntoHttpService<Tower> for S
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Service = TowerToHyperService<S>;
+
+    fn into_http_service(self) -> TowerToHyperService<S> {
+        TowerToHyperService::new(self)
+    }
+}

@@ -1,0 +1,103 @@
+//! A one-way flag that tasks can wait on: set once, never reset.
+//!
+//! # Invariants
+//!
+//! 1. `set` goes from `false` to `true` once and never back.
+//! 2. Every waiter registered before the flag is set is woken by the call
+//!    that sets it; a waiter registered after sees the flag set (the
+//!    [`Waiter`] re-checks after registering, and `notify` fences first).
+//! 3. A chained latch ([`Latch::child`]) reads as set when it or any latch
+//!    up its chain is set, and every latch of one chain notifies the same
+//!    event, so a waiter on any of them is woken by any of them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use event_listener::Event;
+
+use crate::waiter::Waiter;
+
+#[derive(Debug)]
+pub(crate) struct Latch {
+    set: AtomicBool,
+    parent: Option<Arc<Latch>>,
+    /// Shared by the whole chain (invariant 3).
+    event: Arc<Event>,
+}
+
+impl Latch {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Latch {
+            set: AtomicBool::new(false),
+            parent: None,
+            event: Arc::new(Event::new()),
+        })
+    }
+
+    /// A latch that reads as set when `self` is, or when it is set itself.
+    pub(crate) fn child(self: &Arc<Self>) -> Arc<Self> {
+        Arc::new(Latch {
+            set: AtomicBool::new(false),
+            parent: Some(self.clone()),
+            event: self.event.clone(),
+        })
+    }
+
+    /// Sets the flag; returns whether this call set it.
+    pub(crate) fn set(&self) -> bool {
+        // AcqRel: whoever sees the flag (Acquire in `is_set`) sees what the
+        // setter did before setting it.
+        let first = !self.set.swap(true, Ordering::AcqRel);
+        if first {
+            self.event.notify(usize::MAX);
+        }
+        first
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire) || self.parent.as_ref().is_some_and(|p| p.is_set())
+    }
+
+    /// Ready once the latch reads as set.
+    pub(crate) fn poll_set(&self, cx: &mut Context<'_>, waiter: &mut Waiter) -> Poll<()> {
+        waiter.poll(cx, &self.event, || self.is_set())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_follows_its_parent_but_not_the_other_way() {
+        let parent = Latch::new();
+        let child = parent.child();
+        assert!(child.set());
+        assert!(!child.set(), "set twice");
+        assert!(child.is_set() && !parent.is_set());
+        let other = parent.child();
+        assert!(parent.set());
+        assert!(other.is_set());
+    }
+
+    #[test]
+    fn a_waiter_on_a_child_is_woken_by_its_parent() {
+        let parent = Latch::new();
+        let child = parent.child();
+        let mut waiter = Waiter::new();
+        let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        struct Count(Arc<std::sync::atomic::AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let waker = std::task::Waker::from(Arc::new(Count(woken.clone())));
+        let mut cx = Context::from_waker(&waker);
+        assert!(child.poll_set(&mut cx, &mut waiter).is_pending());
+        parent.set();
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert!(child.poll_set(&mut cx, &mut waiter).is_ready());
+    }
+}
