@@ -21,6 +21,10 @@ fn main() -> ExitCode {
 
     let mut group = Group::new();
     group.grace(flags.grace, Smol::new());
+    if !flags.stop_delay.is_zero() {
+        // Readiness off first, serving on; the stop after the delay.
+        group.stop_delay(flags.stop_delay, Smol::new());
+    }
     group.observe(allstop::Tracing);
     let app = shared::app(|d| {
         Box::pin(async move {

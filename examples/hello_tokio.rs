@@ -22,6 +22,10 @@ async fn main() -> ExitCode {
 
     let mut group = Group::new();
     group.grace(flags.grace, Tokio::new());
+    if !flags.stop_delay.is_zero() {
+        // Readiness off first, serving on; the stop after the delay.
+        group.stop_delay(flags.stop_delay, Tokio::new());
+    }
     group.observe(allstop::Tracing);
     let app = shared::app(|d| Box::pin(tokio::time::sleep(d)));
     group.add("app", http::serve_on(flags.app, app));

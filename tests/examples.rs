@@ -13,159 +13,18 @@
 mod client;
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/program.rs"]
+mod program;
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use client::Client;
 use common::HANG;
-
-/// The example's binary, next to this test's (`target/<profile>/examples/`);
-/// built if it is not there.
-fn binary(example: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let path = deps
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(example);
-    if !path.exists() {
-        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-            .args(["build", "--example", example, "--all-features"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build {example}");
-    }
-    path
-}
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-struct Program {
-    child: Child,
-    app: SocketAddr,
-    debug: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Program {
-    fn spawn(example: &str, app: SocketAddr, debug: SocketAddr, extra: &[&str]) -> Program {
-        let mut child = Command::new(binary(example))
-            .arg("--app")
-            .arg(app.to_string())
-            .arg("--debug")
-            .arg(debug.to_string())
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut pipe = child.stderr.take().unwrap();
-        thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n @ 1..) = pipe.read(&mut buffer) {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
-        Program {
-            child,
-            app,
-            debug,
-            stderr,
-        }
-    }
-
-    /// Starts `example` and waits until both servers answer.
-    fn start(example: &str, extra: &[&str]) -> Program {
-        let program = Program::spawn(example, free_port(), free_port(), extra);
-        program.wait_answering(program.app, "/");
-        program.wait_answering(program.debug, "/healthz");
-        program
-    }
-
-    fn wait_answering(&self, addr: SocketAddr, path: &str) {
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = Client::connect(addr).and_then(|mut c| c.get(path)) {
-                assert_eq!(response.status, 200);
-                return;
-            }
-            assert!(
-                started.elapsed() < HANG,
-                "{addr}{path} never answered:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread take the last of stderr.
-                thread::sleep(Duration::from_millis(50));
-                return status;
-            }
-            if started.elapsed() > HANG {
-                let _ = self.child.kill();
-                panic!("the program did not exit:\n{}", self.stderr());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Program {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn get(addr: SocketAddr, path: &str) -> client::Response {
-    Client::connect(addr).unwrap().get(path).unwrap()
-}
-
-fn wait_refused(addr: SocketAddr) {
-    let started = Instant::now();
-    while !matches!(TcpStream::connect(addr), Err(e) if e.kind() == io::ErrorKind::ConnectionRefused)
-    {
-        assert!(started.elapsed() < HANG, "{addr} still accepts connections");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
+use program::{binary, free_port, get, wait_refused, Program};
 
 /// GET /, the debug routes, a profile; then SIGTERM with 16 slow requests
 /// in flight: all 16 complete, new connections are refused, exit 0.
@@ -250,6 +109,10 @@ fn bad_flags_exit_2(example: &str) {
         &["--app", "nowhere"],
         &["--bogus"],
         &["--debug"],
+        &["--stop-delay-ms", "soon"],
+        &["--stop-delay-ms", "-1"],
+        &["--stop-delay-ms", "1.5"],
+        &["--stop-delay-ms"],
     ] {
         let output = Command::new(binary(example)).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -261,7 +124,82 @@ fn bad_flags_exit_2(example: &str) {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("--grace SECS"));
+    let usage = String::from_utf8_lossy(&output.stdout);
+    assert!(usage.contains("--grace SECS"), "{usage}");
+    assert!(usage.contains("--stop-delay-ms N"), "{usage}");
+}
+
+/// Polls `/readyz` until it answers 503.
+fn wait_not_ready(debug: std::net::SocketAddr) {
+    let started = Instant::now();
+    while get(debug, "/readyz").status != 503 {
+        assert!(started.elapsed() < HANG, "/readyz never turned 503");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// With `--stop-delay-ms`, SIGTERM turns `/readyz` to 503 while the app
+/// (on new and on kept-alive connections) and the debug server serve on;
+/// the stop begins only when the delay has passed, and the exit is clean.
+fn stop_delay_fails_readiness_and_serves_on(example: &str) {
+    let delay = Duration::from_millis(3000);
+    let mut program = Program::start(example, &["--stop-delay-ms", "3000"]);
+    let (app, debug) = (program.app, program.debug);
+    assert_eq!(get(debug, "/readyz").status, 200);
+    let mut kept = Client::connect(app).unwrap();
+    assert_eq!(kept.get("/").unwrap().status, 200);
+
+    let signalled = Instant::now();
+    program.signal("TERM");
+    wait_not_ready(debug);
+    assert_eq!(get(app, "/").text(), "hello, QCon!\n");
+    let response = kept.get("/").unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        !response.closes(),
+        "the connection is kept while the delay runs"
+    );
+    assert_eq!(get(debug, "/healthz").status, 200);
+    assert_eq!(get(debug, "/readyz").status, 503);
+    assert!(
+        signalled.elapsed() < delay,
+        "the checks above took longer than the delay: {:?}",
+        signalled.elapsed()
+    );
+
+    let status = program.wait();
+    let stderr = program.stderr();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(signalled.elapsed() >= delay, "{stderr}");
+    assert!(kept.closed_by_server());
+    assert!(
+        stderr.contains("stop requested: SIGTERM received; stopping in 3000 ms"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("group stopped: stop requested: SIGTERM received"),
+        "{stderr}"
+    );
+}
+
+/// A second SIGTERM during the stop delay stops at once: no rest of the
+/// delay, no grace (members still draining are cancelled, so the exit code
+/// may be 1), and the report is printed.
+fn second_sigterm_stops_at_once_during_the_stop_delay(example: &str) {
+    let mut program = Program::start(example, &["--stop-delay-ms", "600000"]);
+    let debug = program.debug;
+    program.signal("TERM");
+    wait_not_ready(debug);
+    assert_eq!(get(program.app, "/").status, 200);
+    program.signal("TERM");
+    // `wait` fails after a minute, far less than the delay.
+    let status = program.wait();
+    let stderr = program.stderr();
+    assert!(matches!(status.code(), Some(0 | 1)), "{status}: {stderr}");
+    assert!(
+        stderr.contains("group stopped: stop requested: SIGTERM received"),
+        "{stderr}"
+    );
 }
 
 /// Idle keep-alive and half-sent connections do not hold the exit: it is
@@ -315,6 +253,20 @@ macro_rules! example_tests {
             #[test]
             fn bad_flags_exit_2() {
                 crate::common::bounded(|| super::bad_flags_exit_2($example));
+            }
+
+            #[test]
+            fn stop_delay_fails_readiness_and_serves_on() {
+                crate::common::bounded(|| {
+                    super::stop_delay_fails_readiness_and_serves_on($example)
+                });
+            }
+
+            #[test]
+            fn second_sigterm_stops_at_once_during_the_stop_delay() {
+                crate::common::bounded(|| {
+                    super::second_sigterm_stops_at_once_during_the_stop_delay($example)
+                });
             }
 
             #[test]

@@ -13,24 +13,35 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-/// The command line: `--app ADDR --debug ADDR --grace SECS`.
+/// The command line: `--app ADDR --debug ADDR --grace SECS
+/// --stop-delay-ms N`.
 pub struct Flags {
     pub app: SocketAddr,
     pub debug: SocketAddr,
     pub grace: Duration,
+    /// Zero: stop at the first signal. Otherwise `/readyz` answers 503 at
+    /// once and both servers keep serving this long before the stop begins
+    /// (`Group::stop_delay`), so that a load balancer takes the instance
+    /// out of rotation before its ports close.
+    pub stop_delay: Duration,
 }
 
 const USAGE: &str = "\
-usage: PROGRAM [--app ADDR] [--debug ADDR] [--grace SECS]
+usage: PROGRAM [--app ADDR] [--debug ADDR] [--grace SECS] [--stop-delay-ms N]
 
-  --app ADDR     where the app listens (default 127.0.0.1:8080)
-  --debug ADDR   where the debug server listens (default 127.0.0.1:8001)
-  --grace SECS   how long members may take to stop (default 10)
-  --help         this message
+  --app ADDR          where the app listens (default 127.0.0.1:8080)
+  --debug ADDR        where the debug server listens (default 127.0.0.1:8001)
+  --grace SECS        how long members may take to stop (default 10)
+  --stop-delay-ms N   on the first signal, answer /readyz with 503 and keep
+                      serving for N ms before stopping, so that a load
+                      balancer stops sending traffic first; N must exceed
+                      its detection time (default 0: stop at once)
+  --help              this message
 
 The app answers GET / and GET /slow?ms=N (N from 0 to 60000). The debug
 server has /debug/pprof/, /healthz, /readyz and /debug/group. SIGINT or
-SIGTERM stops both gracefully; a second signal stops them now.";
+SIGTERM stops both gracefully (after the stop delay, if any); a second
+signal stops them now.";
 
 impl Flags {
     /// Parses the command line; on `--help` prints the usage and exits 0, on
@@ -54,6 +65,7 @@ impl Flags {
             app: "127.0.0.1:8080".parse().unwrap(),
             debug: "127.0.0.1:8001".parse().unwrap(),
             grace: Duration::from_secs(10),
+            stop_delay: Duration::ZERO,
         };
         while let Some(arg) = args.next() {
             let (name, inline) = match arg.split_once('=') {
@@ -78,6 +90,13 @@ impl Flags {
                         .parse()
                         .map_err(|_| format!("--grace takes whole seconds, not {text:?}"))?;
                     flags.grace = Duration::from_secs(secs);
+                }
+                "--stop-delay-ms" => {
+                    let text = value()?;
+                    let ms: u64 = text.parse().map_err(|_| {
+                        format!("--stop-delay-ms takes whole milliseconds, not {text:?}")
+                    })?;
+                    flags.stop_delay = Duration::from_millis(ms);
                 }
                 _ => return Err(format!("unknown flag {arg:?}")),
             }

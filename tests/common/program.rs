@@ -1,0 +1,163 @@
+//! The examples as child processes: built if need be, started on free
+//! ports, signalled and waited for, with their stderr kept for the
+//! assertions.
+#![allow(dead_code)]
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::client::{self, Client};
+use crate::common::HANG;
+
+/// The example's binary, next to this test's (`target/<profile>/examples/`);
+/// built if it is not there.
+pub fn binary(example: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let path = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(example);
+    if !path.exists() {
+        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .args(["build", "--example", example, "--all-features"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build {example}");
+    }
+    path
+}
+
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+pub struct Program {
+    child: Child,
+    pub app: SocketAddr,
+    pub debug: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Program {
+    pub fn spawn(example: &str, app: SocketAddr, debug: SocketAddr, extra: &[&str]) -> Program {
+        let mut child = Command::new(binary(example))
+            .arg("--app")
+            .arg(app.to_string())
+            .arg("--debug")
+            .arg(debug.to_string())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buffer) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Program {
+            child,
+            app,
+            debug,
+            stderr,
+        }
+    }
+
+    /// Starts `example` on free ports and waits until both servers answer.
+    pub fn start(example: &str, extra: &[&str]) -> Program {
+        Program::start_on(example, free_port(), free_port(), extra)
+    }
+
+    /// Starts `example` on the given ports (a restart uses its
+    /// predecessor's) and waits until both servers answer.
+    pub fn start_on(example: &str, app: SocketAddr, debug: SocketAddr, extra: &[&str]) -> Program {
+        let program = Program::spawn(example, app, debug, extra);
+        program.wait_answering(program.app, "/");
+        program.wait_answering(program.debug, "/healthz");
+        program
+    }
+
+    pub fn wait_answering(&self, addr: SocketAddr, path: &str) {
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = Client::connect(addr).and_then(|mut c| c.get(path)) {
+                assert_eq!(response.status, 200);
+                return;
+            }
+            assert!(
+                started.elapsed() < HANG,
+                "{addr}{path} never answered:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait(&mut self) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last of stderr.
+                thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            if started.elapsed() > HANG {
+                let _ = self.child.kill();
+                panic!("the program did not exit:\n{}", self.stderr());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> client::Response {
+    Client::connect(addr).unwrap().get(path).unwrap()
+}
+
+pub fn wait_refused(addr: SocketAddr) {
+    let started = Instant::now();
+    while !matches!(TcpStream::connect(addr), Err(e) if e.kind() == io::ErrorKind::ConnectionRefused)
+    {
+        assert!(started.elapsed() < HANG, "{addr} still accepts connections");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
