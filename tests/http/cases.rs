@@ -1,5 +1,4 @@
-//! The HTTP drain tests (DESIGN.md H1–H3), written once, generic over the
-//! runtime.
+//! The HTTP drain tests, written once, generic over the runtime.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -38,6 +37,18 @@ pub fn wait_refused(addr: SocketAddr) {
     }
 }
 
+/// Waits until `addr` answers `GET /`.
+pub fn wait_answering(addr: SocketAddr) {
+    let started = Instant::now();
+    while !Client::connect(addr)
+        .and_then(|mut c| c.get("/"))
+        .is_ok_and(|r| r.status == 200)
+    {
+        assert!(started.elapsed() < HANG, "{addr} never answered");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A group serving `app` on a fresh port, and its stop handle.
 fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
     let (listener, addr) = bound();
@@ -46,7 +57,7 @@ fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
     (group, addr)
 }
 
-// H1: an in-flight request completes during the drain, marked
+// an in-flight request completes during the drain, marked
 // `Connection: close`, while new connections are refused.
 pub fn slow_request_completes_while_new_connections_are_refused<N: Net>() {
     let app = App::new();
@@ -66,7 +77,7 @@ pub fn slow_request_completes_while_new_connections_are_refused<N: Net>() {
     assert!(report.is_success(), "{report}");
 }
 
-// H3: idle keep-alive connections and connections that never sent a
+// idle keep-alive connections and connections that never sent a
 // request do not hold the stop; the server closes them.
 pub fn idle_and_unused_connections_do_not_delay_the_stop<N: Net>() {
     let app = App::new();
@@ -95,7 +106,7 @@ pub fn idle_and_unused_connections_do_not_delay_the_stop<N: Net>() {
     }
 }
 
-// H3: a client that sends half a request head does not hold the stop.
+// a client that sends half a request head does not hold the stop.
 pub fn half_sent_request_does_not_delay_the_stop<N: Net>() {
     let app = App::new();
     let (group, addr) = serving::<N>(&app, Config::default());
@@ -112,7 +123,7 @@ pub fn half_sent_request_does_not_delay_the_stop<N: Net>() {
     assert!(slow.closed_by_server());
 }
 
-// H1: an HTTP/2 connection gets GOAWAY; its stream in flight completes.
+// an HTTP/2 connection gets GOAWAY; its stream in flight completes.
 pub fn http2_gets_goaway_and_its_stream_completes<N: Net>() {
     let app = App::new();
     let (group, addr) = serving::<N>(&app, Config::default());
@@ -164,7 +175,7 @@ pub fn http2_gets_goaway_and_its_stream_completes<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
-// H1: the port can be bound again as soon as the server has returned, even
+// the port can be bound again as soon as the server has returned, even
 // though it closed connections (which leaves them in TIME_WAIT).
 pub fn port_is_free_again_after_the_server_returns<N: Net>() {
     let app = App::new();
@@ -179,7 +190,7 @@ pub fn port_is_free_again_after_the_server_returns<N: Net>() {
     N::bind(addr).expect("the port is free again");
 }
 
-// H1: a port in use fails the member with an error naming the address, and
+// a port in use fails the member with an error naming the address, and
 // stops the rest of the group.
 pub fn port_in_use_fails_naming_the_address<N: Net>() {
     let (_taken, addr) = bound();
@@ -205,7 +216,7 @@ pub fn port_in_use_fails_naming_the_address<N: Net>() {
     assert!(report.to_string().contains(&format!("bind {addr}")));
 }
 
-// H3: a handler that waits on the stop signal ends early.
+// a handler that waits on the stop signal ends early.
 pub fn handler_sees_the_stop_and_ends_early<N: Net>() {
     let app = App::new();
     let (group, addr) = serving::<N>(&app, Config::default());
@@ -219,7 +230,7 @@ pub fn handler_sees_the_stop_and_ends_early<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
-// H3: the drain deadline drops what is left and says so.
+// the drain deadline drops what is left and says so.
 pub fn drain_deadline_drops_the_rest<N: Net>() {
     let app = App::new();
     let config = Config {
@@ -248,7 +259,7 @@ pub fn drain_deadline_drops_the_rest<N: Net>() {
     app.gate.open();
 }
 
-// H3: the header-read timeout cuts a client that sends its head too slowly,
+// the header-read timeout cuts a client that sends its head too slowly,
 // while the server runs on.
 pub fn header_read_timeout_cuts_slow_senders<N: Net>() {
     let app = App::new();
@@ -356,7 +367,7 @@ pub fn no_request_lost_when_stopping_under_load<N: Net>() {
     assert_eq!(answered.load(Ordering::SeqCst), app.handled.get());
 }
 
-// R3: one group, run on tokio, with one server on tokio and one on smol;
+// one group, run on tokio, with one server on tokio and one on smol;
 // both serve, both drain, the group stops cleanly.
 #[cfg(all(feature = "tokio", feature = "smol"))]
 pub fn a_group_spanning_tokio_and_smol_stops_cleanly() {

@@ -35,6 +35,14 @@ pub struct Client {
     reader: BufReader<TcpStream>,
 }
 
+impl From<TcpStream> for Client {
+    fn from(stream: TcpStream) -> Self {
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+}
+
 impl Client {
     pub fn connect(addr: SocketAddr) -> io::Result<Self> {
         let stream = TcpStream::connect(addr)?;
@@ -61,6 +69,23 @@ impl Client {
     /// Reads one full response; `UnexpectedEof` if the connection closes
     /// before it is complete.
     pub fn read(&mut self) -> io::Result<Response> {
+        let (status, headers) = self.read_head()?;
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().unwrap())
+            .ok_or_else(|| io::Error::other("no content-length"))?;
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Reads a response's status line and headers.
+    pub fn read_head(&mut self) -> io::Result<(u16, Vec<(String, String)>)> {
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
@@ -78,25 +103,31 @@ impl Client {
             }
             let trimmed = line.trim_end();
             if trimmed.is_empty() {
-                break;
+                return Ok((status, headers));
             }
             let (name, value) = trimmed
                 .split_once(':')
                 .ok_or_else(|| io::Error::other(format!("bad header {trimmed:?}")))?;
             headers.push((name.trim().to_owned(), value.trim().to_owned()));
         }
-        let length: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse().unwrap())
-            .ok_or_else(|| io::Error::other("no content-length"))?;
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+    }
+
+    /// Reads one chunk of a chunked body: `None` for the last (empty) one,
+    /// which ends the body cleanly.
+    pub fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let size = usize::from_str_radix(line.trim_end(), 16)
+            .map_err(|_| io::Error::other(format!("bad chunk size {line:?}")))?;
+        let mut chunk = vec![0; size + 2];
+        self.reader.read_exact(&mut chunk)?;
+        if !chunk.ends_with(b"\r\n") {
+            return Err(io::Error::other("a chunk without its CRLF"));
+        }
+        chunk.truncate(size);
+        Ok((size > 0).then_some(chunk))
     }
 
     pub fn get(&mut self, path: &str) -> io::Result<Response> {

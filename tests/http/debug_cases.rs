@@ -1,4 +1,4 @@
-//! The debug server tests (DESIGN.md D1–D3), written once, generic over the
+//! The debug server tests, written once, generic over the
 //! runtime.
 
 use std::io::Read;

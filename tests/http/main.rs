@@ -7,7 +7,10 @@ mod client;
 mod common;
 #[cfg(feature = "pprof")]
 mod debug_cases;
+mod h2raw;
 mod net;
+mod services;
+mod traffic;
 
 macro_rules! http_tests {
     ($net:ty) => {
@@ -23,6 +26,22 @@ macro_rules! http_tests {
             malformed_request_gets_400,
             header_read_timeout_cuts_slow_senders,
             no_request_lost_when_stopping_under_load,
+        );
+        instantiate!(traffic, $net;
+            the_backlog_is_served_after_a_busy_runtime_stops,
+            no_request_lost_when_clients_connect_per_request,
+            a_burst_of_a_thousand_connections_fits_the_backlog,
+            silent_and_preface_only_connections_are_cut,
+            idle_http2_connection_closes_without_a_ping_answer,
+            a_failing_listener_ends_its_handlers_and_the_group,
+        );
+        instantiate!(services, $net;
+            a_websocket_closes_with_going_away_at_the_stop,
+            the_drain_waits_for_an_upgraded_connection,
+            the_drain_deadline_cuts_an_upgraded_connection,
+            an_event_stream_ends_cleanly_at_the_stop,
+            an_axum_router_is_served_as_it_is,
+            tonic_routes_are_served_as_they_are,
         );
     };
 }
@@ -70,6 +89,36 @@ mod on_tokio {
 #[cfg(feature = "smol")]
 mod on_smol {
     http_tests!(crate::net::Smol);
+}
+
+/// A handler tested on its own, as `Router::oneshot` does it, finds a
+/// `Stop` when the test provides `Stop::never()`.
+#[test]
+fn a_handler_runs_without_a_server_given_stop_never() {
+    use axum::extract::Extension;
+    use tower::ServiceExt;
+
+    let router = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|Extension(stop): Extension<allstop::Stop>| async move {
+                if stop.is_stopped() {
+                    "stopped"
+                } else {
+                    "running"
+                }
+            }),
+        )
+        .layer(Extension(allstop::Stop::never()));
+    let request = hyper::Request::get("/")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = futures::executor::block_on(router.oneshot(request)).unwrap();
+    assert_eq!(response.status(), 200);
+    let body = futures::executor::block_on(http_body_util::BodyExt::collect(response.into_body()))
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "running");
 }
 
 #[cfg(all(feature = "tokio", feature = "smol"))]

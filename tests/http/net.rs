@@ -3,19 +3,27 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use allstop::http::ServeError;
+use allstop::http::{Accept, IntoHttpService, ServeError};
 use allstop::{Group, Run, Stop};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response};
+use futures::{SinkExt, StreamExt};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{Counter, Gate};
 
-pub type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
+pub type Serving = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
 /// Server settings a test may change.
 #[derive(Clone, Copy, Default)]
@@ -23,33 +31,9 @@ pub struct Config {
     pub idle_grace: Option<Duration>,
     pub drain_timeout: Option<Duration>,
     pub header_read_timeout: Option<Duration>,
-}
-
-/// A service the tests serve: the test app, or the debug routes.
-pub trait Svc:
-    hyper::service::Service<
-        Request<Incoming>,
-        Response = Response<Full<Bytes>>,
-        Error = Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<T> Svc for T where
-    T: hyper::service::Service<
-            Request<Incoming>,
-            Response = Response<Full<Bytes>>,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
+    pub backlog: Option<u32>,
+    /// The listener fails for good after this many connections.
+    pub fail_accept_after: Option<usize>,
 }
 
 impl Config {
@@ -68,25 +52,141 @@ impl Config {
         if let Some(timeout) = self.header_read_timeout {
             server = server.header_read_timeout(timeout);
         }
+        if let Some(backlog) = self.backlog {
+            server = server.backlog(backlog);
+        }
         server
+    }
+
+    /// Serves `service` on `listener` with `server` configured by this.
+    pub async fn serve<E, T, L, M>(
+        self,
+        server: allstop::http::Server<E, T>,
+        listener: L,
+        service: impl IntoHttpService<M>,
+        stop: Stop,
+    ) -> Result<(), ServeError>
+    where
+        E: allstop::http::Executor,
+        T: hyper::rt::Timer + Clone + Send + Sync + 'static,
+        L: Accept,
+    {
+        let server = self.apply(server);
+        match self.fail_accept_after {
+            None => server.serve(listener, service, stop).await,
+            Some(after) => {
+                let listener = Failing {
+                    inner: listener,
+                    left: after,
+                };
+                server.serve(listener, service, stop).await
+            }
+        }
+    }
+}
+
+/// A listener that fails for good after a number of connections.
+struct Failing<L> {
+    inner: L,
+    left: usize,
+}
+
+impl<L: Accept> Accept for Failing<L> {
+    type Io = L::Io;
+
+    async fn bind(addr: SocketAddr, backlog: u32) -> io::Result<Self> {
+        Ok(Failing {
+            inner: L::bind(addr, backlog).await?,
+            left: 0,
+        })
+    }
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<L::Io>> {
+        if self.left == 0 {
+            return Poll::Ready(Err(io::Error::other("the listener broke")));
+        }
+        let accepted = std::task::ready!(self.inner.poll_accept(cx));
+        self.left -= 1;
+        Poll::Ready(accepted)
+    }
+
+    fn try_accept(&mut self) -> Option<io::Result<L::Io>> {
+        self.inner.try_accept()
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
     }
 }
 
 /// One runtime, as the HTTP tests need it.
 pub trait Net: 'static {
+    /// How many threads run the members' tasks: [`Busy`] blocks them all.
+    const WORKERS: usize;
+
     fn block_on<F: Future>(future: F) -> F::Output;
     /// Runs the group, a task per member.
     fn run(group: Group) -> Run;
+    /// Sets the group's grace deadline, on the runtime's timer.
+    fn grace(group: &mut Group, grace: Duration);
+    /// Spawns a detached task (a handler's).
+    fn spawn(future: impl Future<Output = ()> + Send + 'static);
     /// A member serving `service` on an already bound listener.
-    fn serve<S: Svc>(
+    fn serve<M>(
         listener: std::net::TcpListener,
-        service: S,
+        service: impl IntoHttpService<M>,
         config: Config,
     ) -> impl FnOnce(Stop) -> Serving + Send + 'static;
     /// The adapter's ready-made member: bind `addr`, serve `app`.
     fn serve_on(addr: SocketAddr, app: App) -> impl FnOnce(Stop) -> Serving + Send + 'static;
     /// Binds `addr` with the adapter's listener.
     fn bind(addr: SocketAddr) -> Result<(), ServeError>;
+}
+
+/// Members that, once told, block every thread of the runtime's workers
+/// until released: the runtime is busy, as under a burst of CPU work, and
+/// polls nothing — not its listener, not its IO driver.
+pub struct Busy {
+    go: Stop,
+    blocking: Counter,
+    release: Counter,
+    workers: usize,
+}
+
+impl Busy {
+    pub fn add_to<N: Net>(group: &mut Group) -> Busy {
+        let busy = Busy {
+            go: Stop::never(),
+            blocking: Counter::new(),
+            release: Counter::new(),
+            workers: N::WORKERS,
+        };
+        for index in 0..N::WORKERS {
+            let go = busy.go.clone();
+            let blocking = busy.blocking.clone();
+            let release = busy.release.clone();
+            group.add(format!("busy {index}"), move |stop: Stop| async move {
+                go.await;
+                blocking.add();
+                // Blocks this worker thread, on purpose.
+                release.wait_for(1);
+                stop.await;
+                Ok::<(), io::Error>(())
+            });
+        }
+        busy
+    }
+
+    /// Blocks every worker; returns once they all are.
+    pub fn begin(&self) {
+        self.go.handle().stop("busy");
+        self.blocking.wait_for(self.workers);
+    }
+
+    /// Lets the workers go.
+    pub fn end(&self) {
+        self.release.add();
+    }
 }
 
 /// The application the tests serve.
@@ -98,6 +198,18 @@ pub struct App {
     pub gate: Gate,
     /// Counts every request handled.
     pub handled: Counter,
+    /// Counts WebSocket handlers that have ended.
+    pub sockets_ended: Counter,
+    /// Spawns WebSocket handlers on the runtime under test.
+    spawn: Option<fn(Pin<Box<dyn Future<Output = ()> + Send>>)>,
+}
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+    *response.status_mut() = status;
+    response
 }
 
 impl App {
@@ -105,41 +217,88 @@ impl App {
         App::default()
     }
 
-    async fn handle(self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    /// An app whose WebSocket handlers run on `N`.
+    pub fn on<N: Net>() -> Self {
+        App {
+            spawn: Some(|future| N::spawn(future)),
+            ..App::default()
+        }
+    }
+
+    async fn handle(self, mut request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        let stop = request.extensions().get::<Stop>().cloned();
+        let stop = || stop.clone().expect("the stop is a request extension");
         let body = match request.uri().path() {
-            "/" => "hello".to_owned(),
+            "/" => "hello",
             "/slow" => {
                 self.entered.add();
                 self.gate.wait().await;
-                "slow done".to_owned()
+                "slow done"
             }
             "/until-stop" => {
                 self.entered.add();
-                let stop = request
-                    .extensions()
-                    .get::<Stop>()
-                    .cloned()
-                    .expect("the stop is a request extension");
-                stop.await;
-                "stopped early".to_owned()
+                stop().await;
+                "stopped early"
             }
-            _ => {
-                let mut response = Response::new(Full::new(Bytes::from("not found")));
-                *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+            // A stream of events that ends cleanly at the stop.
+            "/events" => {
+                self.entered.add();
+                let events = futures::stream::once(async { "data: hello\n\n" })
+                    .chain(futures::stream::pending())
+                    .take_until(stop())
+                    .map(|event| Ok(Frame::data(Bytes::from(event))));
+                self.handled.add();
+                let mut response = Response::new(BodyExt::boxed(StreamBody::new(events)));
+                response.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("text/event-stream"),
+                );
                 return Ok(response);
             }
+            // A WebSocket echo that closes with 1001 Going Away at the stop,
+            // or (`/ws-deaf`) one that ignores the stop.
+            path @ ("/ws" | "/ws-deaf") => {
+                let heeds_stop = path == "/ws";
+                let upgrade = hyper::upgrade::on(&mut request);
+                let ended = self.sockets_ended.clone();
+                let stop = stop();
+                let spawn = self.spawn.expect("an app made with App::on");
+                spawn(Box::pin(async move {
+                    let upgraded = upgrade.await.expect("the upgrade");
+                    let io = hyper_util::rt::TokioIo::new(upgraded);
+                    let socket =
+                        tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None)
+                            .await;
+                    echo(socket, heeds_stop.then_some(stop)).await;
+                    ended.add();
+                }));
+                self.handled.add();
+                let key = request
+                    .headers()
+                    .get("sec-websocket-key")
+                    .expect("a WebSocket key")
+                    .as_bytes();
+                let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key);
+                let mut response = text(StatusCode::SWITCHING_PROTOCOLS, "");
+                let headers = response.headers_mut();
+                headers.insert("upgrade", "websocket".parse().unwrap());
+                headers.insert("connection", "upgrade".parse().unwrap());
+                headers.insert("sec-websocket-accept", accept.parse().unwrap());
+                return Ok(response);
+            }
+            _ => return Ok(text(StatusCode::NOT_FOUND, "not found")),
         };
         self.handled.add();
-        Ok(Response::new(Full::new(Bytes::from(body))))
+        Ok(text(StatusCode::OK, body))
     }
 
     pub fn service(
         self,
     ) -> impl hyper::service::Service<
         Request<Incoming>,
-        Response = Response<Full<Bytes>>,
+        Response = Response<Body>,
         Error = Infallible,
-        Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+        Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
     > + Clone
            + Send
            + Sync
@@ -148,14 +307,46 @@ impl App {
     }
 }
 
+/// Echoes messages until the client closes, or until `stop` (then closes
+/// with 1001 Going Away and waits for the client's answer).
+async fn echo<S>(mut socket: tokio_tungstenite::WebSocketStream<S>, stop: Option<Stop>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let stop = stop.unwrap_or_else(Stop::never);
+    loop {
+        let Some(message) = stop.until(socket.next()).await else {
+            let close = CloseFrame {
+                code: CloseCode::Away,
+                reason: "server stopping".into(),
+            };
+            let _ = socket.close(Some(close)).await;
+            // The client's close frame ends the stream.
+            while let Some(Ok(_)) = socket.next().await {}
+            return;
+        };
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                if socket.send(Message::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+            None | Some(Ok(Message::Close(_)) | Err(_)) => return,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
 #[cfg(feature = "tokio")]
 pub struct Tokio;
 
 #[cfg(feature = "tokio")]
 impl Net for Tokio {
+    const WORKERS: usize = 2;
+
     fn block_on<F: Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(Self::WORKERS)
             .enable_all()
             .build()
             .unwrap()
@@ -166,23 +357,26 @@ impl Net for Tokio {
         group.run_spawned(allstop::tokio::Tokio::new())
     }
 
-    fn serve<S: Svc>(
+    fn grace(group: &mut Group, grace: Duration) {
+        group.grace(grace, allstop::tokio::Tokio::new());
+    }
+
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(future);
+    }
+
+    fn serve<M>(
         listener: std::net::TcpListener,
-        service: S,
+        service: impl IntoHttpService<M>,
         config: Config,
     ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
         move |stop: Stop| -> Serving {
             Box::pin(async move {
                 listener.set_nonblocking(true).unwrap();
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let server = config.apply(allstop::tokio::http::server());
-                server
-                    .serve(
-                        allstop::tokio::http::TcpListener::from(listener),
-                        service,
-                        stop,
-                    )
-                    .await
+                let listener = allstop::tokio::http::TcpListener::from(listener);
+                let server = allstop::tokio::http::server();
+                config.serve(server, listener, service, stop).await
             })
         }
     }
@@ -201,6 +395,10 @@ pub struct Smol;
 
 #[cfg(feature = "smol")]
 impl Net for Smol {
+    // smol's global executor runs on one thread unless SMOL_THREADS says
+    // otherwise.
+    const WORKERS: usize = 1;
+
     fn block_on<F: Future>(future: F) -> F::Output {
         smol::block_on(future)
     }
@@ -209,22 +407,25 @@ impl Net for Smol {
         group.run_spawned(allstop::smol::Smol::new())
     }
 
-    fn serve<S: Svc>(
+    fn grace(group: &mut Group, grace: Duration) {
+        group.grace(grace, allstop::smol::Smol::new());
+    }
+
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+        smol::spawn(future).detach();
+    }
+
+    fn serve<M>(
         listener: std::net::TcpListener,
-        service: S,
+        service: impl IntoHttpService<M>,
         config: Config,
     ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
         move |stop: Stop| -> Serving {
             Box::pin(async move {
                 let listener = async_io::Async::new(listener).unwrap();
-                let server = config.apply(allstop::smol::http::server());
-                server
-                    .serve(
-                        allstop::smol::http::TcpListener::from(listener),
-                        service,
-                        stop,
-                    )
-                    .await
+                let listener = allstop::smol::http::TcpListener::from(listener);
+                let server = allstop::smol::http::server();
+                config.serve(server, listener, service, stop).await
             })
         }
     }

@@ -1,0 +1,246 @@
+//! What real traffic does to the server: a listen backlog filled while the
+//! runtime is busy, clients that connect per request, bursts, silent and
+//! preface-only clients, HTTP/2 clients that never answer a PING, and a
+//! listener that breaks. Written once, generic over the runtime.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use allstop::{Cause, Finish, Group, Outcome};
+
+use crate::cases::{bound, start, wait_refused};
+use crate::client::Client;
+use crate::h2raw::{self, H2};
+use crate::net::{App, Busy, Config, Net};
+
+fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
+    let (listener, addr) = bound();
+    let mut group = Group::new();
+    group.add("app", N::serve(listener, app.clone().service(), config));
+    (group, addr)
+}
+
+// Connections the kernel accepted while the runtime was too busy to take
+// them are served after the stop, not reset with the listener.
+pub fn the_backlog_is_served_after_a_busy_runtime_stops<N: Net>() {
+    const CLIENTS: usize = 20;
+    let app = App::new();
+    let (mut group, addr) = serving::<N>(&app, Config::default());
+    let busy = Busy::add_to::<N>(&mut group);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    assert_eq!(Client::connect(addr).unwrap().get("/").unwrap().status, 200);
+
+    busy.begin();
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|_| {
+            let mut client = Client::connect(addr).unwrap();
+            client.send("/").unwrap();
+            client
+        })
+        .collect();
+    handle.stop("test");
+    busy.end();
+
+    let answered = clients
+        .iter_mut()
+        .map(|client| client.read())
+        .filter(|response| response.as_ref().is_ok_and(|r| r.text() == "hello"))
+        .count();
+    assert_eq!(answered, CLIENTS, "connections in the backlog were reset");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+}
+
+// Clients that open a connection per request, across many stops: every
+// connection the kernel completed before the stop was asked for gets its
+// answer. (One completed after may be refused or reset: that client had
+// sent nothing the server could have taken.)
+pub fn no_request_lost_when_clients_connect_per_request<N: Net>() {
+    const CLIENTS: usize = 8;
+    const STOPS: usize = 20;
+    let mut answered = 0;
+    for _ in 0..STOPS {
+        let app = App::new();
+        let (group, addr) = serving::<N>(&app, Config::default());
+        let handle = group.stop_handle();
+        let run = start::<N>(group);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(AtomicUsize::new(0));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let stopping = stopping.clone();
+                let lost = lost.clone();
+                thread::spawn(move || loop {
+                    let Ok(mut client) = Client::connect(addr) else {
+                        return; // refused: the server is gone
+                    };
+                    // Completed before the test asked for the stop?
+                    let before_stop = !stopping.load(Ordering::SeqCst);
+                    let answer = client.send("/").and_then(|()| client.read());
+                    if answer.is_err() && before_stop {
+                        lost.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        app.handled.wait_for(CLIENTS * 10);
+        stopping.store(true, Ordering::SeqCst);
+        handle.stop("test");
+        for client in clients {
+            client.join().unwrap();
+        }
+        let report = run.join().unwrap();
+        assert!(report.is_success(), "{report}");
+        assert_eq!(lost.load(Ordering::SeqCst), 0, "requests lost in the drain");
+        answered += app.handled.get();
+    }
+    assert!(answered >= STOPS * CLIENTS * 10);
+}
+
+// A burst of a thousand connections while the runtime is busy: the listen
+// backlog holds them all, so none waits for a SYN retry (a connect that
+// the kernel turned away would block here until the server took it).
+pub fn a_burst_of_a_thousand_connections_fits_the_backlog<N: Net>() {
+    const CLIENTS: usize = 1000;
+    let app = App::new();
+    let (listener, addr) = bound();
+    let mut group = Group::new();
+    // The adapter's own bind, with its default backlog.
+    drop(listener);
+    group.add("app", N::serve_on(addr, app.clone()));
+    let busy = Busy::add_to::<N>(&mut group);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    crate::cases::wait_answering(addr);
+
+    busy.begin();
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for index in 0..CLIENTS {
+        let connected = TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+        let stream = connected.unwrap_or_else(|error| {
+            panic!("connection {index} of {CLIENTS} was not taken into the backlog: {error}")
+        });
+        clients.push(stream);
+    }
+    busy.end();
+    // Every one of them is served.
+    for stream in clients {
+        let mut client = Client::from(stream);
+        assert_eq!(client.get("/").unwrap().text(), "hello");
+    }
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
+// A client that connects and sends nothing, or only part of a request
+// head, or only part or all of the HTTP/2 preface, is cut at the
+// header-read timeout; the server serves others meanwhile.
+pub fn silent_and_preface_only_connections_are_cut<N: Net>() {
+    let app = App::new();
+    let config = Config {
+        header_read_timeout: Some(Duration::from_millis(300)),
+        ..Config::default()
+    };
+    let (group, addr) = serving::<N>(&app, config);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let sends: [&[u8]; 5] = [
+        b"",
+        b"G",
+        b"PRI * HTTP/2.0\r\n",
+        h2raw::PREFACE,
+        // The preface and empty settings: an HTTP/2 connection, no request.
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
+    ];
+    let mut silent: Vec<TcpStream> = sends
+        .iter()
+        .map(|bytes| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(bytes).unwrap();
+            stream
+        })
+        .collect();
+    assert_eq!(
+        Client::connect(addr).unwrap().get("/").unwrap().text(),
+        "hello"
+    );
+    for (stream, sent) in silent.iter_mut().zip(sends) {
+        assert!(
+            h2raw::closed_by_server(stream),
+            "a client that sent {:?} was never cut",
+            String::from_utf8_lossy(sent)
+        );
+    }
+    assert_eq!(
+        Client::connect(addr).unwrap().get("/").unwrap().text(),
+        "hello"
+    );
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
+// An HTTP/2 client that made a request, then sits idle and never answers
+// the PING that comes with the GOAWAY, does not hold the drain: the
+// connection closes within the idle grace, and the server ends well before
+// the group's grace deadline would cancel it.
+pub fn idle_http2_connection_closes_without_a_ping_answer<N: Net>() {
+    let app = App::new();
+    let (mut group, addr) = serving::<N>(&app, Config::default());
+    N::grace(&mut group, Duration::from_secs(30));
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = H2::connect(addr).unwrap();
+    client.get(1).unwrap();
+    let response = client.read_response(1).unwrap();
+    assert!(response
+        .iter()
+        .any(|f| f.kind == h2raw::DATA && f.payload == b"hello"));
+
+    handle.stop("test");
+    let frames = client.read_to_close().unwrap();
+    assert!(frames.iter().any(|f| f.kind == h2raw::GOAWAY), "{frames:?}");
+    assert!(frames.iter().any(|f| f.kind == h2raw::PING), "{frames:?}");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+    assert!(report.member("app").unwrap().outcome().is_ok());
+}
+
+// A listener that fails for good ends the server: its handlers see the
+// server's own stop (the group's has not come), the drain ends, and the
+// failure stops the group, naming the listener.
+pub fn a_failing_listener_ends_its_handlers_and_the_group<N: Net>() {
+    let app = App::new();
+    let config = Config {
+        fail_accept_after: Some(1),
+        ..Config::default()
+    };
+    let (mut group, addr) = serving::<N>(&app, config);
+    group.add("worker", |stop: allstop::Stop| async move {
+        stop.await;
+        Ok::<(), std::io::Error>(())
+    });
+    let run = start::<N>(group);
+    // The one connection the listener takes: a long poll.
+    let response = Client::connect(addr).unwrap().get("/until-stop").unwrap();
+    assert_eq!(response.text(), "stopped early");
+    let report = run.join().unwrap();
+    let Some(Cause::Finished {
+        member,
+        how: Finish::Failed(message),
+    }) = report.cause()
+    else {
+        panic!("{report}");
+    };
+    assert_eq!(member, "app");
+    assert_eq!(message, &format!("accept on {addr}: the listener broke"));
+    assert!(matches!(
+        report.member("worker").unwrap().outcome(),
+        Outcome::Ok
+    ));
+    wait_refused(addr);
+}
