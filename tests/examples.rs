@@ -1,6 +1,6 @@
 //! The examples, end to end: each program built, started as a child
-//! process on free ports, and checked from outside as a user would
-//! (DESIGN.md "Examples contract").
+//! process on free ports, and checked from outside as a user would: the
+//! flags, the routes, the drain on SIGTERM, the exit codes.
 #![cfg(all(
     unix,
     feature = "tokio",
@@ -282,3 +282,52 @@ macro_rules! example_tests {
 example_tests!(hello_tokio, "hello_tokio");
 example_tests!(hello_smol, "hello_smol");
 example_tests!(hello_mixed, "hello_mixed");
+example_tests!(hello_axum, "hello_axum");
+
+/// hello_axum: at SIGTERM the WebSocket echo closes with 1001 Going Away
+/// and the event stream ends cleanly, so the program exits 0 at once
+/// rather than at the grace deadline.
+#[test]
+fn hello_axum_ends_its_websocket_and_event_stream_at_sigterm() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+
+    common::bounded(|| {
+        let mut program = Program::start("hello_axum", &["--grace", "60"]);
+        let app = program.app;
+        let mut events = Client::connect(app).unwrap();
+        events.send("/events").unwrap();
+        let (status, headers) = events.read_head().unwrap();
+        assert_eq!(status, 200);
+        assert!(headers
+            .iter()
+            .any(|(name, value)| name.eq_ignore_ascii_case("content-type")
+                && value == "text/event-stream"));
+        let first = events.read_chunk().unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&first).contains("data: tick 0"));
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let stream = tokio::net::TcpStream::connect(app).await.unwrap();
+            let (mut socket, _) = tokio_tungstenite::client_async(format!("ws://{app}/ws"), stream)
+                .await
+                .unwrap();
+            socket.send(Message::text("hi")).await.unwrap();
+            assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hi"));
+            program.signal("TERM");
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+            while let Some(Ok(_)) = socket.next().await {}
+        });
+        // Ticks (and keep-alive comments) until the stream's clean end.
+        while let Some(_chunk) = events.read_chunk().unwrap() {}
+        let status = program.wait();
+        assert_eq!(status.code(), Some(0), "{}", program.stderr());
+    });
+}

@@ -1,6 +1,8 @@
 //! What the three hello examples share: their flags, the app, logging and
 //! the exit. The group itself is in each example, where it can be read.
 
+#![allow(dead_code)] // each example uses its part of this module
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -158,7 +160,7 @@ pub fn app(
     })
 }
 
-fn slow_ms(query: Option<&str>) -> Result<u64, String> {
+pub fn slow_ms(query: Option<&str>) -> Result<u64, String> {
     let value = query
         .unwrap_or("")
         .split('&')

@@ -201,8 +201,11 @@ pub struct App {
     /// Counts WebSocket handlers that have ended.
     pub sockets_ended: Counter,
     /// Spawns WebSocket handlers on the runtime under test.
-    spawn: Option<fn(Pin<Box<dyn Future<Output = ()> + Send>>)>,
+    spawn: Option<Spawn>,
 }
+
+/// A runtime's `spawn`, for handlers' tasks.
+type Spawn = fn(Pin<Box<dyn Future<Output = ()> + Send>>);
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
