@@ -1,9 +1,10 @@
 //! Clients that connect and send nothing cannot take a server's file
 //! descriptors for good: with the server's limit at 128, 200 silent
 //! connections are cut at the header-read timeout and a real client is
-//! served after them. The server runs in a child process (this test binary
-//! again) whose limit `ulimit -n` lowers, so the limit touches nothing else.
-#![cfg(all(unix, feature = "tokio", feature = "smol"))]
+//! served after them, and the server says why it paused. The server runs in
+//! a child process (this test binary again) whose limit `ulimit -n` lowers,
+//! so the limit touches nothing else.
+#![cfg(all(unix, feature = "tokio", feature = "smol", feature = "tracing"))]
 
 #[path = "http/client.rs"]
 mod client;
@@ -11,7 +12,7 @@ mod client;
 mod common;
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -30,6 +31,10 @@ fn child() {
     let Ok(runtime) = std::env::var(CHILD) else {
         return;
     };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     // The parent holds our stdin: when it ends, for any reason, so do we.
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
@@ -74,6 +79,7 @@ fn start(runtime: &str) -> (Server, SocketAddr) {
         .env(CHILD, runtime)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -88,7 +94,7 @@ fn start(runtime: &str) -> (Server, SocketAddr) {
 }
 
 fn silent_clients_do_not_starve_the_server(runtime: &str) {
-    let (_server, addr) = start(runtime);
+    let (server, addr) = start(runtime);
     // More than the server has descriptors: the last ones wait in the
     // backlog, the real client behind them.
     let silent: Vec<TcpStream> = (0..SILENT)
@@ -102,6 +108,13 @@ fn silent_clients_do_not_starve_the_server(runtime: &str) {
     let response = client.get("/").expect("the server never answered");
     assert_eq!(response.text(), "hello");
     drop(silent);
+    // Its log says why it paused, as Go's "Accept error: ...; retrying".
+    let mut server = server;
+    let _ = server.0.kill();
+    let mut log = String::new();
+    server.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let expected = format!("accept on {addr}: Too many open files (os error 24); retrying in");
+    assert!(log.contains(&expected), "{log}");
 }
 
 #[test]
