@@ -63,6 +63,102 @@
 //! eprintln!("{report}");
 //! ```
 //!
+//! # Serving HTTP
+//!
+//! With the `tokio` or `smol` feature, a member serves any hyper or tower
+//! service — an axum `Router`, tonic `Routes` — with a graceful drain that
+//! loses no request a client has sent (see `allstop::http` for what the drain
+//! promises). Handlers find the stop in the request's extensions, fired when
+//! the group stops or the server stops on its own.
+//!
+//! An axum `Router`, served as it is; at the stop the event stream ends and
+//! the drain is quick:
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use allstop::tokio::{http, Tokio};
+//! use allstop::Stop;
+//! use axum::extract::Extension;
+//! use axum::response::sse::{Event, Sse};
+//! use futures::StreamExt;
+//!
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "hello" }))
+//!     .route("/events", axum::routing::get(|Extension(stop): Extension<Stop>| async move {
+//!         let events = futures::stream::repeat_with(|| Ok::<_, std::convert::Infallible>(Event::default().data("tick")));
+//!         // One line ends a stream at the stop.
+//!         Sse::new(events.take_until(stop))
+//!     }));
+//! let mut group = allstop::Group::new();
+//! group.add("app", http::serve_on("127.0.0.1:0".parse().unwrap(), app));
+//! group.stop_handle().stop("example");
+//! assert!(group.run_spawned(Tokio::new()).await.is_success());
+//! # });
+//! ```
+//!
+//! tonic `Routes` are served the same way (gRPC is HTTP/2):
+//! `group.add("grpc", http::serve_on(addr, tonic::service::Routes::new(svc)))`.
+//!
+//! A server that is not allstop's is a member too, since a [`Stop`] is a
+//! future: `axum::serve(listener, app).with_graceful_shutdown(stop)`, or
+//! tonic's `Server::builder().add_service(svc).serve_with_shutdown(addr,
+//! stop)`. (Their drains are their own: axum's waits for every connection
+//! with no deadline, so set the group's grace.)
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+//! let mut group = allstop::Group::new();
+//! group.add("axum", move |stop| async move {
+//!     axum::serve(listener, app).with_graceful_shutdown(stop).await
+//! });
+//! group.stop_handle().stop("example");
+//! assert!(group.run_spawned(allstop::tokio::Tokio::new()).await.is_success());
+//! # });
+//! ```
+//!
+//! A raw TCP server spawns a task per connection: a [`TaskTracker`] counts
+//! them, so that the member returns only after the last one, and nothing
+//! leaks. Each task gets the stop too.
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use allstop::{Stop, TaskTracker};
+//! use tokio::io::AsyncWriteExt;
+//!
+//! async fn serve(listener: tokio::net::TcpListener, stop: Stop) -> std::io::Result<()> {
+//!     let connections = TaskTracker::new();
+//!     // Accept until the stop.
+//!     while let Some(accepted) = stop.until(listener.accept()).await {
+//!         let (mut socket, _peer) = accepted?;
+//!         let stop = stop.clone();
+//!         tokio::spawn(connections.track(async move {
+//!             // Serve the connection; say goodbye at the stop.
+//!             stop.await;
+//!             let _ = socket.write_all(b"bye\n").await;
+//!         }));
+//!     }
+//!     drop(listener); // refuse new connections
+//!     connections.wait().await;
+//!     Ok(())
+//! }
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let mut group = allstop::Group::new();
+//! group.add("tcp", move |stop| serve(listener, stop));
+//! group.stop_handle().stop("example");
+//! assert!(group.run_spawned(allstop::tokio::Tokio::new()).await.is_success());
+//! # });
+//! ```
+//!
+//! To test a handler on its own (`Router::oneshot`), give it a stop with
+//! `.layer(Extension(Stop::never()))`; a handler that may run without one
+//! takes `Option<Extension<Stop>>`.
+//!
 //! # Features
 //!
 //! | feature | gives |
