@@ -17,13 +17,15 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 /// The servers, in the order the tables show them.
-pub const SERVERS: [&str; 6] = [
+pub const SERVERS: [&str; 8] = [
     "allstop on tokio",
     "allstop on tokio, no header-read timeout",
     "bare hyper-util on tokio",
     "allstop on smol",
     "allstop on smol, no header-read timeout",
     "bare smol-hyper on smol",
+    "axum Router on allstop (tokio)",
+    "axum Router on axum::serve",
 ];
 
 /// The servers of the drain benchmark: ours, and hyper-util's
@@ -43,6 +45,7 @@ pub fn baseline_of(name: &str) -> Option<&'static str> {
         "allstop on smol" | "allstop on smol, no header-read timeout" => {
             Some("bare smol-hyper on smol")
         }
+        "axum Router on allstop (tokio)" => Some("axum Router on axum::serve"),
         _ => None,
     }
 }
@@ -69,6 +72,8 @@ pub fn serve(kind: &str, port: u16) {
         "allstop on smol, no header-read timeout" => allstop_smol(addr, false),
         "bare hyper-util on tokio" => bare_tokio(addr),
         "bare smol-hyper on smol" => bare_smol(addr),
+        "axum Router on allstop (tokio)" => axum_on_allstop(addr),
+        "axum Router on axum::serve" => axum_serve(addr),
         other => panic!("unknown server {other:?}"),
     }
 }
@@ -128,6 +133,52 @@ fn allstop_smol(addr: SocketAddr, header_read_timeout: bool) {
     let report = smol::block_on(group.run_spawned(Smol::new()));
     report_stop(&signalled);
     assert!(report.is_success(), "{report}");
+}
+
+fn axum_router() -> axum::Router {
+    axum::Router::new().route("/", axum::routing::get(|| async { "hello, QCon!\n" }))
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The same `Router`, served by allstop as it is.
+fn axum_on_allstop(addr: SocketAddr) {
+    use allstop::tokio::{http, signals, Tokio};
+
+    let mut group = allstop::Group::new();
+    group.grace(Duration::from_secs(10), Tokio::new());
+    let signalled = stop_clock(&mut group);
+    group.add("app", http::serve_on(addr, axum_router()));
+    group.add_watcher("signals", signals());
+    let report = tokio_runtime().block_on(group.run_spawned(Tokio::new()));
+    report_stop(&signalled);
+    assert!(report.is_success(), "{report}");
+}
+
+/// axum's own server, with its graceful shutdown on SIGTERM.
+fn axum_serve(addr: SocketAddr) {
+    tokio_runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let signalled = Arc::new(Mutex::new(None));
+        let clock = signalled.clone();
+        let sigterm = async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            terminate.recv().await;
+            *clock.lock().unwrap() = Some(Instant::now());
+        };
+        axum::serve(listener, axum_router())
+            .with_graceful_shutdown(sigterm)
+            .await
+            .unwrap();
+        report_stop(&signalled);
+    });
 }
 
 /// hyper-util's documented server: an accept loop, a task per connection,
