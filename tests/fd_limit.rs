@@ -112,7 +112,13 @@ fn silent_clients_do_not_starve_the_server(runtime: &str) {
     let mut server = server;
     let _ = server.0.kill();
     let mut log = String::new();
-    server.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    server
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     let expected = format!("accept on {addr}: Too many open files (os error 24); retrying in");
     assert!(log.contains(&expected), "{log}");
 }

@@ -165,7 +165,66 @@ pub fn bad_requests_get_clear_errors<N: Net>() {
     client.send_method("POST", "/debug/pprof/profile").unwrap();
     let response = client.read().unwrap();
     assert_eq!(response.status, 405);
-    assert_eq!(response.header("allow"), Some("GET"));
+    assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
+/// Every route that answers GET answers HEAD: the same status and headers,
+/// no body (so the connection stays usable for the next request), and no
+/// profile taken for the profile routes.
+pub fn every_get_route_answers_head<N: Net>() {
+    let (group, addr, _debug) = debug_serving::<N>(Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = Client::connect(addr).unwrap();
+    for (path, status, content_type) in [
+        ("/healthz", 200, "text/plain; charset=utf-8"),
+        ("/readyz", 200, "text/plain; charset=utf-8"),
+        ("/debug/group", 200, "application/json"),
+        ("/debug/pprof/", 200, "text/html; charset=utf-8"),
+        (
+            "/debug/pprof/profile?seconds=300",
+            200,
+            "application/octet-stream",
+        ),
+        ("/debug/pprof/flamegraph?seconds=300", 200, "image/svg+xml"),
+        (
+            "/debug/pprof/profile?seconds=0",
+            400,
+            "text/plain; charset=utf-8",
+        ),
+    ] {
+        client.send_method("HEAD", path).unwrap();
+        let (got, headers) = client.read_head().unwrap();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            (got, header("content-type")),
+            (status, Some(content_type)),
+            "HEAD {path}"
+        );
+        // (A GET of a profile route would take a profile.)
+        if !(status == 200 && path.contains("seconds")) {
+            let get = get(addr, path);
+            assert_eq!(get.status, status, "GET {path}");
+            let length = get.body.len().to_string();
+            assert_eq!(
+                header("content-length"),
+                Some(length.as_str()),
+                "HEAD {path}"
+            );
+        }
+    }
+    assert!(!get(addr, "/debug/group")
+        .text()
+        .contains("\"profiling\":true"));
+    // The same connection, after seven HEAD answers: no body was sent.
+    assert_eq!(client.get("/healthz").unwrap().text(), "ok\n");
     handle.stop("test");
     assert!(run.join().unwrap().is_success());
 }

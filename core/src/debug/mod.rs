@@ -11,10 +11,14 @@
 //! | `GET /readyz` | 200 while the group runs; 503 from the moment a stop is requested or begins |
 //! | `GET /debug/group` | the members, their states and uptimes, the stop's cause, and whether a profile is running, as JSON |
 //!
-//! `seconds` out of range (1 to the maximum, 300 by default) or not a whole
-//! number gets 400; a second profile while one runs anywhere in the process
-//! gets 409 (pprof-rs has one profiler per process); an unknown path 404; a
-//! method other than GET 405. A profile in progress ends early when the
+//! Every route answers `HEAD` as it answers `GET`, without a body (the
+//! profile routes without profiling), as load balancers and uptime checkers
+//! expect. `seconds` out of range (1 to the maximum, 300 by default) or not
+//! a whole number gets 400; a second profile while one runs anywhere in the
+//! process gets 409 (pprof-rs has one profiler per process); an unknown path
+//! 404; a method other than GET or HEAD 405. A profile that took no sample
+//! (an idle process, a profile cut short) is still a valid pprof or SVG,
+//! and says so. A profile in progress ends early when the
 //! group stops, and answers with what it has, so it never holds the
 //! shutdown. Profiles are taken and encoded on a thread of their own, off
 //! the async threads.
@@ -149,14 +153,14 @@ impl Debug {
                 )
             }
         };
-        if method != Method::GET {
+        if method != Method::GET && method != Method::HEAD {
             let mut response = text(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("{path} answers GET only, not {method}\n"),
+                format!("{path} answers GET and HEAD only, not {method}\n"),
             );
             response
                 .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET"));
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return response;
         }
         let inner = &self.inner;
@@ -196,6 +200,11 @@ impl Debug {
                         Ok(seconds) => seconds,
                         Err(message) => return text(StatusCode::BAD_REQUEST, message),
                     };
+                if method == Method::HEAD {
+                    // What a GET would answer, without taking a profile
+                    // (hyper sends no body to a HEAD request).
+                    return profile_response(format, Vec::new());
+                }
                 self.profile(seconds, format, stop).await
             }
         }
@@ -244,26 +253,7 @@ impl Debug {
             },
         };
         match result {
-            Ok(Ok(bytes)) => {
-                let mut response = Response::new(Full::new(Bytes::from(bytes)));
-                let headers = response.headers_mut();
-                match format {
-                    Format::Pprof => {
-                        headers.insert(
-                            CONTENT_TYPE,
-                            HeaderValue::from_static("application/octet-stream"),
-                        );
-                        headers.insert(
-                            CONTENT_DISPOSITION,
-                            HeaderValue::from_static("attachment; filename=\"profile.pb.gz\""),
-                        );
-                    }
-                    Format::Flamegraph => {
-                        headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
-                    }
-                }
-                response
-            }
+            Ok(Ok(bytes)) => profile_response(format, bytes),
             Ok(Err(message)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{message}\n")),
             Err(_) => text(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -295,6 +285,27 @@ impl<B> Service<Request<B>> for Debug {
         let debug = self.clone();
         Box::pin(async move { Ok(debug.respond(method, path, query, stop).await) })
     }
+}
+
+fn profile_response(format: Format, bytes: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    let headers = response.headers_mut();
+    match format {
+        Format::Pprof => {
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(
+                CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"profile.pb.gz\""),
+            );
+        }
+        Format::Flamegraph => {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+        }
+    }
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -335,12 +346,14 @@ const INDEX: &str = r#"<!doctype html>
 <li><a href="profile?seconds=30">profile</a>: a CPU profile of the whole process over <code>seconds</code> (default 30), as a gzip-compressed pprof protobuf.
 Read it with <code>go tool pprof http://HOST/debug/pprof/profile?seconds=30</code>, then <code>top</code>, <code>list NAME</code> or <code>web</code>;
 or <code>go tool pprof -http=:0 FILE</code> for a browser view.</li>
-<li><a href="flamegraph?seconds=10">flamegraph</a>: the same profile as an SVG flamegraph, for a browser. Wider boxes took more CPU; callers are below their callees.</li>
+<li><a href="flamegraph?seconds=10">flamegraph</a>: the same profile as an SVG flamegraph, for a browser. Wider boxes took more CPU; callers are below their callees.
+Take it while the process is busy (under load), for long enough to catch the work, from a <code>--release</code> build: an idle process takes no samples, and its flamegraph only says so.</li>
 <li><a href="/healthz">/healthz</a>: 200 while the process is up.</li>
 <li><a href="/readyz">/readyz</a>: 200 while the group runs, 503 once it is stopping.</li>
 <li><a href="/debug/group">/debug/group</a>: the group's members, their states and uptimes, and the cause of the stop, as JSON.</li>
 </ul>
-<p>One profile runs at a time in a process; a second one gets 409. A running profile ends early when the group stops.</p>
+<p>One profile runs at a time in a process; a second one gets 409. A running profile ends early when the group stops.
+Every route answers GET and HEAD.</p>
 </body></html>
 "#;
 
