@@ -7,8 +7,21 @@
 //! curl http://127.0.0.1:8080/
 //! go tool pprof http://127.0.0.1:8001/debug/pprof/profile?seconds=5
 //! ```
+//!
+//! With `--features tokio,pprof,tracing,heap` it also serves heap profiles:
+//! `go tool pprof http://127.0.0.1:8001/debug/pprof/heap`.
 
 mod shared;
+
+// Heap profiles at /debug/pprof/heap (feature `heap`): jemalloc as the
+// allocator, with its profiler on.
+#[cfg(all(feature = "heap", target_os = "linux"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(all(feature = "heap", target_os = "linux"))]
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: &[u8] = b"prof:true,prof_active:true,lg_prof_sample:19\0";
 
 use std::process::ExitCode;
 

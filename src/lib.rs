@@ -167,6 +167,7 @@
 //! | `tokio` | `allstop::tokio`: tokio tasks and timer, HTTP on tokio sockets, signals (implies `http`) |
 //! | `smol` | `allstop::smol`: the same on smol and async-io (implies `http`) |
 //! | `tracing` | `allstop::Tracing`: an observer that logs the group's lifecycle as `tracing` events |
+//! | `heap` | `/debug/pprof/heap` in the debug server: heap profiles from jemalloc's profiler (Linux; implies `pprof`) |
 //! | `pprof` | `allstop::debug`: the debug server (CPU profiles, flamegraphs, health, readiness, group status), and `add_debug_server` in the adapters (Unix only) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]

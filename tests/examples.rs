@@ -331,3 +331,48 @@ fn hello_axum_ends_its_websocket_and_event_stream_at_sigterm() {
         assert_eq!(status.code(), Some(0), "{}", program.stderr());
     });
 }
+
+/// hello_tokio built with the `heap` feature runs jemalloc with its
+/// profiler: `/debug/pprof/heap` is a heap profile that `go tool pprof`
+/// reads, and so is a CPU profile.
+#[cfg(feature = "heap")]
+#[test]
+fn hello_tokio_serves_heap_and_cpu_profiles_that_go_tool_pprof_reads() {
+    common::bounded(|| {
+        let go = common::debian_tool("go", "golang-go");
+        let mut program = Program::start("hello_tokio", &[]);
+        let directory = std::env::temp_dir().join(format!("allstop-pprof-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        for (path, kind) in [
+            ("/debug/pprof/heap", "inuse_space"),
+            ("/debug/pprof/profile?seconds=1", "cpu"),
+        ] {
+            let response = get(program.debug, path);
+            assert_eq!(
+                response.status,
+                200,
+                "{path}: {}",
+                String::from_utf8_lossy(&response.body)
+            );
+            let file = directory.join("profile.pb.gz");
+            std::fs::write(&file, &response.body).unwrap();
+            let output = Command::new(&go)
+                .args(["tool", "pprof", "-top"])
+                .arg(binary("hello_tokio"))
+                .arg(&file)
+                .env("HOME", &directory)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{path}: {stdout}{stderr}");
+            assert!(
+                stdout.contains(&format!("Type: {kind}")),
+                "{path}: {stdout}{stderr}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&directory);
+        program.signal("TERM");
+        assert_eq!(program.wait().code(), Some(0), "{}", program.stderr());
+    });
+}

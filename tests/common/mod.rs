@@ -289,3 +289,39 @@ impl Gate {
         }
     }
 }
+
+/// `command` on the PATH, installed from Debian's `package` with apt-get on
+/// first use if it is missing (CI runs as root on a fresh Debian machine).
+pub fn debian_tool(command: &str, package: &str) -> String {
+    use std::process::Command;
+
+    let found = |command: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {command}"))
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    if let Some(path) = found(command) {
+        return path;
+    }
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _turn = INSTALL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = found(command) {
+        return path;
+    }
+    eprintln!("{command} is not installed: installing {package} with apt-get");
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", package]] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .expect("apt-get");
+        assert!(status.success(), "apt-get {args:?} failed");
+    }
+    found(command).unwrap_or_else(|| panic!("{package} did not install {command}"))
+}

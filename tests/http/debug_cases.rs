@@ -368,3 +368,26 @@ pub fn group_status_follows_the_members<N: Net>() {
     finishing.open();
     assert!(run.join().unwrap().is_success());
 }
+
+/// Without jemalloc's profiler (this test's process uses the system
+/// allocator), the heap profile is a 501 that says how to turn it on.
+pub fn heap_profile_without_jemalloc_says_how_to_get_one<N: Net>() {
+    let (group, addr, _debug) = debug_serving::<N>(Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let response = get(addr, "/debug/pprof/heap");
+    assert_eq!(response.status, 501, "{}", response.text());
+    let text = response.text();
+    for needed in [
+        "tikv_jemallocator::Jemalloc",
+        "#[global_allocator]",
+        "_rjem_malloc_conf",
+        "prof:true",
+        "`heap` feature",
+    ] {
+        assert!(text.contains(needed), "{needed:?} missing from {text}");
+    }
+    assert!(get(addr, "/debug/pprof/").text().contains("heap"));
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}

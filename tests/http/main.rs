@@ -65,6 +65,7 @@ macro_rules! debug_tests {
             flamegraph_is_svg,
             bad_requests_get_clear_errors,
             every_get_route_answers_head,
+            heap_profile_without_jemalloc_says_how_to_get_one,
             second_profile_conflicts_and_the_stop_ends_the_first,
             readyz_fails_from_the_stop_request,
             group_status_follows_the_members,

@@ -7,6 +7,7 @@
 //! | `GET /debug/pprof/` | an index of these routes |
 //! | `GET /debug/pprof/profile?seconds=N` | a CPU profile over N seconds (default 30) as a gzip-compressed pprof protobuf: `go tool pprof http://HOST/debug/pprof/profile` |
 //! | `GET /debug/pprof/flamegraph?seconds=N` | the same profile as an SVG flamegraph |
+//! | `GET /debug/pprof/heap` | a heap profile (the allocations sampled and still live) as a gzip-compressed pprof protobuf, from jemalloc's profiler: feature `heap`, Linux, and jemalloc as the allocator with profiling on; 501 with these instructions otherwise |
 //! | `GET /healthz` | 200 while the process is up |
 //! | `GET /readyz` | 200 while the group runs; 503 from the moment a stop is requested or begins |
 //! | `GET /debug/group` | the members, their states and uptimes, the stop's cause, and whether a profile is running, as JSON |
@@ -22,6 +23,17 @@
 //! group stops, and answers with what it has, so it never holds the
 //! shutdown. Profiles are taken and encoded on a thread of their own, off
 //! the async threads.
+//!
+//! Heap profiles need two items in the application's main file, beside
+//! `tikv-jemallocator` with its `profiling` feature:
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+//!
+//! #[export_name = "_rjem_malloc_conf"]
+//! pub static MALLOC_CONF: &[u8] = b"prof:true,prof_active:true,lg_prof_sample:19\0";
+//! ```
 //!
 //! **Serve it on loopback only** (the adapters' default,
 //! [`DEFAULT_ADDR`]): profiles and the group's state reveal the program's
@@ -39,6 +51,7 @@
 //! # drop(debug);
 //! ```
 
+mod heap;
 mod json;
 mod profile;
 
@@ -143,6 +156,7 @@ impl Debug {
             "/debug/pprof" | "/debug/pprof/" => Route::Index,
             "/debug/pprof/profile" => Route::Profile(Format::Pprof),
             "/debug/pprof/flamegraph" => Route::Profile(Format::Flamegraph),
+            "/debug/pprof/heap" => Route::Heap,
             "/healthz" => Route::Health,
             "/readyz" => Route::Ready,
             "/debug/group" => Route::Group,
@@ -207,6 +221,23 @@ impl Debug {
                 }
                 self.profile(seconds, format, stop).await
             }
+            Route::Heap => match heap::profile().await {
+                Ok(bytes) => {
+                    let mut response = profile_response(Format::Pprof, bytes);
+                    response.headers_mut().insert(
+                        CONTENT_DISPOSITION,
+                        HeaderValue::from_static("attachment; filename=\"heap.pb.gz\""),
+                    );
+                    response
+                }
+                Err(heap::HeapError::NotActive(why)) => text(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!("{why}.\n\n{}", heap::HOW_TO),
+                ),
+                Err(heap::HeapError::Failed(message)) => {
+                    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{message}\n"))
+                }
+            },
         }
     }
 
@@ -266,6 +297,7 @@ impl Debug {
 enum Route {
     Index,
     Profile(Format),
+    Heap,
     Health,
     Ready,
     Group,
@@ -348,6 +380,8 @@ Read it with <code>go tool pprof http://HOST/debug/pprof/profile?seconds=30</cod
 or <code>go tool pprof -http=:0 FILE</code> for a browser view.</li>
 <li><a href="flamegraph?seconds=10">flamegraph</a>: the same profile as an SVG flamegraph, for a browser. Wider boxes took more CPU; callers are below their callees.
 Take it while the process is busy (under load), for long enough to catch the work, from a <code>--release</code> build: an idle process takes no samples, and its flamegraph only says so.</li>
+<li><a href="heap">heap</a>: a heap profile (allocations sampled and still live), as a gzip-compressed pprof protobuf: <code>go tool pprof http://HOST/debug/pprof/heap</code>.
+Needs allstop's <code>heap</code> feature and jemalloc as the allocator with profiling on (Linux); otherwise it answers 501 saying how.</li>
 <li><a href="/healthz">/healthz</a>: 200 while the process is up.</li>
 <li><a href="/readyz">/readyz</a>: 200 while the group runs, 503 once it is stopping.</li>
 <li><a href="/debug/group">/debug/group</a>: the group's members, their states and uptimes, and the cause of the stop, as JSON.</li>
