@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench -p allstop-benches            # everything (about 4 minutes)
 //! cargo bench -p allstop-benches -- --quick # fewer rounds
-//! cargo bench -p allstop-benches -- --only group|http|drain
+//! cargo bench -p allstop-benches -- --only group|http|drain|profile
 //! ```
 //!
 //! Every measurement runs in a process of its own (this binary, re-run with
@@ -51,6 +51,9 @@ fn main() {
     );
     if wants("group") {
         group_table(if quick { 3 } else { 7 });
+    }
+    if wants("profile") {
+        profile_table(3);
     }
     if (wants("http") || wants("drain")) && !have_wrk() {
         println!("_wrk is not installed and could not be: HTTP benchmarks skipped._");
@@ -160,6 +163,41 @@ fn have_wrk() -> bool {
             .status();
     }
     found()
+}
+
+fn profile_table(runs: usize) {
+    let samples: Vec<[http::Memory; 4]> = (0..runs).map(|_| http::profile_memory()).collect();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let med = |pick: &dyn Fn(&[http::Memory; 4]) -> u64| {
+        median(samples.iter().map(|s| pick(s) as f64).collect()) as u64
+    };
+    println!("## The debug server's memory around a 1 s CPU profile (median of {runs} runs)\n");
+    println!("RSS from `/proc/PID/status` of a process serving only the debug server (release build); *peak* is `VmHWM`. The target: a profile costs under 32 MiB above the idle process, and gives it back.\n");
+    println!("| moment | RSS MiB | anonymous MiB | above idle MiB |");
+    println!("|---|---:|---:|---:|");
+    let idle = med(&|s| s[0].rss);
+    for (moment, rss, anon) in [
+        ("idle", med(&|s| s[0].rss), Some(med(&|s| s[0].anon))),
+        ("peak during the profile", med(&|s| s[1].rss), None),
+        (
+            "after one profile",
+            med(&|s| s[2].rss),
+            Some(med(&|s| s[2].anon)),
+        ),
+        (
+            "after three profiles",
+            med(&|s| s[3].rss),
+            Some(med(&|s| s[3].anon)),
+        ),
+    ] {
+        let anon = anon.map_or("—".to_owned(), |kib| format!("{:.1}", mib(kib)));
+        println!(
+            "| {moment} | {:.1} | {anon} | {:.1} |",
+            mib(rss),
+            mib(rss.saturating_sub(idle))
+        );
+    }
+    println!();
 }
 
 fn http_table(rounds: usize, secs: u64) {

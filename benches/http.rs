@@ -74,6 +74,7 @@ pub fn serve(kind: &str, port: u16) {
         "bare smol-hyper on smol" => bare_smol(addr),
         "axum Router on allstop (tokio)" => axum_on_allstop(addr),
         "axum Router on axum::serve" => axum_serve(addr),
+        "debug server on tokio" => debug_server(addr),
         other => panic!("unknown server {other:?}"),
     }
 }
@@ -159,6 +160,78 @@ fn axum_on_allstop(addr: SocketAddr) {
     let report = tokio_runtime().block_on(group.run_spawned(Tokio::new()));
     report_stop(&signalled);
     assert!(report.is_success(), "{report}");
+}
+
+/// The debug server alone, for the profile's memory cost.
+fn debug_server(addr: SocketAddr) {
+    use allstop::tokio::{add_debug_server_on, signals, Tokio};
+
+    let mut group = allstop::Group::new();
+    let signalled = stop_clock(&mut group);
+    add_debug_server_on(&mut group, addr);
+    group.add_watcher("signals", signals());
+    let report = tokio_runtime().block_on(group.run_spawned(Tokio::new()));
+    report_stop(&signalled);
+    assert!(report.is_success(), "{report}");
+}
+
+/// A process's memory, from `/proc/PID/status`, in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub rss: u64,
+    pub anon: u64,
+    pub peak: u64,
+}
+
+pub fn memory(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        peak: field("VmHWM:"),
+    }
+}
+
+/// GETs `path` and reads the whole answer.
+pub fn fetch(addr: SocketAddr, path: &str) -> usize {
+    use std::io::{Read, Write};
+
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    answer.len()
+}
+
+/// The debug server's memory: idle, at the peak of a one-second CPU
+/// profile, after it, and after two more.
+pub fn profile_memory() -> [Memory; 4] {
+    let server = Server::start("debug server on tokio");
+    let pid = server.child.id();
+    let idle = memory(pid);
+    fetch(server.addr, "/debug/pprof/profile?seconds=1");
+    let one = memory(pid);
+    fetch(server.addr, "/debug/pprof/profile?seconds=1");
+    fetch(server.addr, "/debug/pprof/profile?seconds=1");
+    let three = memory(pid);
+    server.stop();
+    let peak = Memory {
+        rss: one.peak,
+        ..one
+    };
+    [idle, peak, one, three]
 }
 
 /// axum's own server, with its graceful shutdown on SIGTERM.
