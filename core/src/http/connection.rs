@@ -61,11 +61,17 @@ pub(crate) struct ConnState {
     /// Woken when `in_flight` falls to zero.
     idle: Event,
     born: Instant,
+    /// The server's drain has begun. The server's, not the group's stop:
+    /// the drain begins just before the listener closes, so a client told
+    /// to close reconnects to a closed port (refused: nothing sent, nothing
+    /// lost) rather than into a backlog about to be reset.
+    closing: Arc<Latch>,
 }
 
 impl ConnState {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(closing: Arc<Latch>) -> Arc<Self> {
         Arc::new(ConnState {
+            closing,
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
@@ -149,8 +155,6 @@ where
 pub(crate) struct Wrapped<S> {
     pub(crate) inner: S,
     pub(crate) conn: Arc<ConnState>,
-    /// The server's drain has begun.
-    pub(crate) closing: Arc<Latch>,
     pub(crate) stop: Stop,
 }
 
@@ -166,21 +170,18 @@ impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
             self.conn.h2.store(true, Ordering::Relaxed);
         }
         request.extensions_mut().insert(self.stop.clone());
+        // Holds the connection's state for the response, too: no other
+        // reference is taken per request.
         let in_flight = self.conn.begin();
         let response = self.inner.call_http(request);
-        // The server's drain, not the group's stop: the drain begins just
-        // before the listener closes, so a client told to close reconnects
-        // to a closed port (refused: nothing sent, nothing lost) rather than
-        // into a backlog about to be reset.
-        let closing = self.closing.clone();
-        let conn = self.conn.clone();
         Box::pin(async move {
             let mut response = response.await.map_err(Into::into)?;
+            let conn = &in_flight.0;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 // Relaxed: read by the IO on its next poll; nothing else
                 // depends on it.
                 conn.upgraded.store(true, Ordering::Relaxed);
-            } else if http1 && closing.is_set() {
+            } else if http1 && conn.closing.is_set() {
                 // The client will not send another request on this
                 // connection, and hyper closes it after this response.
                 response

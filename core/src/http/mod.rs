@@ -308,12 +308,11 @@ where
         let connections = TaskTracker::new();
         let builder = Arc::new(self.builder());
         let spawn = |io| {
-            let state = ConnState::new();
+            let state = ConnState::new(drain.closing.clone());
             let io = TrackedIo::new(io, connections.token(), state.clone(), &drain.forced);
             let service = Wrapped {
                 inner: service.clone(),
                 conn: state,
-                closing: drain.closing.clone(),
                 stop: handler_stop.clone(),
             };
             let connection = serve_connection(
