@@ -203,8 +203,6 @@ impl allstop::Runtime for ShutDown {
         drop(future);
         std::future::ready(())
     }
-
-    fn cancel(&self, _task: &mut Self::Task) {}
 }
 
 /// Members that their runtime drops without a result are reported
@@ -224,10 +222,10 @@ fn members_dropped_by_their_runtime_are_cancelled() {
         }
         let report = futures::executor::block_on(group.run_spawned(ShutDown));
         assert_eq!(drops.get(), 3);
-        assert!(report
-            .members()
-            .iter()
-            .all(|m| matches!(m.outcome(), allstop::Outcome::Cancelled)));
+        assert!(report.members().iter().all(|m| matches!(
+            m.outcome(),
+            allstop::Outcome::Cancelled(allstop::CancelReason::Runtime)
+        )));
         assert_eq!(report.cause(), None);
         assert!(report
             .to_string()

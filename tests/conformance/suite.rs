@@ -11,7 +11,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use allstop::{
-    Cause, Event, Finish, Group, MemberState, Nested, Outcome, Run, Status, Stop, Timer,
+    CancelReason, Cause, Event, Finish, Group, MemberState, Nested, Outcome, Run, Status, Stop,
+    Timer,
 };
 use futures::task::noop_waker;
 
@@ -338,7 +339,7 @@ conformance! {
         let report = run.join().unwrap();
         assert!(matches!(
             report.member("hung").unwrap().outcome(),
-            Outcome::Cancelled
+            Outcome::Cancelled(CancelReason::Deadline)
         ));
         assert!(report.member("good").unwrap().outcome().is_ok());
         assert_eq!(drops.get(), 2, "the cancelled member was not dropped");
@@ -361,7 +362,7 @@ conformance! {
         handle.stop("test");
         let report = M::block_on(M::run(group));
         let took = started.elapsed();
-        assert!(matches!(report.members()[0].outcome(), Outcome::Cancelled));
+        assert!(matches!(report.members()[0].outcome(), Outcome::Cancelled(CancelReason::Deadline)));
         assert!(
             took >= grace,
             "returned after {took:?}, before the deadline"
@@ -420,8 +421,13 @@ conformance! {
         );
         assert!(matches!(
             report.member("hung").unwrap().outcome(),
-            Outcome::Cancelled
+            Outcome::Cancelled(CancelReason::SecondRequest)
         ));
+        // Item 8: the report says why, and it was no deadline.
+        assert_eq!(
+            report.member("hung").unwrap().outcome().to_string(),
+            "cancelled: a second stop request cut the drain short"
+        );
         assert!(report.member("good").unwrap().outcome().is_ok());
         assert_eq!(drops.get(), 2);
     }
@@ -446,7 +452,7 @@ conformance! {
         seen.wait_for(1);
         handle.stop("two");
         let report = run.join().unwrap();
-        assert!(matches!(report.members()[0].outcome(), Outcome::Cancelled));
+        assert!(matches!(report.members()[0].outcome(), Outcome::Cancelled(CancelReason::SecondRequest)));
         assert_eq!(drops.get(), 1);
     }
 }
@@ -525,17 +531,17 @@ conformance! {
         handle.stop("second");
         // The nested grace timer is never fired: only the force ends the run.
         let report = run.join().unwrap();
-        // Either the nested group saw the force first and cancelled its member,
-        // or the parent cancelled the whole nested group: both are a cut-short
-        // drain, and either way the hung member is gone.
+        // The nested group gets a last poll as its parent cancels it: it
+        // cancels its own member, saying why (item 8). Nested spawned, its
+        // members are tasks that it cannot wait for in that one poll: the
+        // parent then cancels the whole nested group.
         match report.member("child").unwrap().outcome() {
-            Outcome::Cancelled => {}
+            Outcome::Cancelled(CancelReason::SecondRequest) => {}
             Outcome::Err(error) => {
                 let failed = error.downcast_ref::<allstop::GroupFailed>().unwrap();
-                assert!(matches!(
-                    failed.report().members()[0].outcome(),
-                    Outcome::Cancelled
-                ));
+                let outcome = failed.report().members()[0].outcome();
+                assert!(matches!(outcome, Outcome::Cancelled(CancelReason::Parent)));
+                assert_eq!(outcome.to_string(), "cancelled: its parent group cancelled it");
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -919,14 +925,26 @@ conformance! {
             ("panics elsewhere", &Finish::Panicked("far away".into()))
         );
 
+        // Cancelled once it runs: its task is gone when `run` returns.
+        let started = Counter::new();
+        let running = started.clone();
         let mut group = Group::new();
-        group.add_on("hung elsewhere", pool, ignores(&drops));
+        let hung = ignores(&drops);
+        group.add_on("hung elsewhere", pool, move |stop| {
+            running.add();
+            hung(stop)
+        });
         let handle = group.stop_handle();
+        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        started.wait_for(1);
         handle.stop("one");
         handle.stop("two");
-        let report = M::block_on(M::run(group));
-        assert!(matches!(report.members()[0].outcome(), Outcome::Cancelled));
-        drops.wait_for(1);
+        let report = run.join().unwrap();
+        assert!(matches!(
+            report.members()[0].outcome(),
+            Outcome::Cancelled(CancelReason::SecondRequest)
+        ));
+        assert_eq!(drops.get(), 1, "the member's task outlived the run");
     }
 }
 
@@ -962,17 +980,354 @@ conformance! {
     fn second_request_skips_the_stop_delay<M>() {
         let drops = Counter::new();
         let timer = ManualTimer::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
         let mut group = Group::new();
         group.stop_delay(Duration::from_secs(3600), timer.clone());
+        group.observe(move |event: &Event<'_>| match event {
+            Event::StopRequested { .. } => sink.lock().unwrap().push("requested"),
+            Event::StopBegan { .. } => sink.lock().unwrap().push("began"),
+            _ => {}
+        });
         group.add("app", obeys(&drops));
         let handle = group.stop_handle();
         let run = std::thread::spawn(move || M::block_on(M::run(group)));
         handle.stop("first");
         timer.wait_requested();
+        assert!(!handle.is_stopped(), "the stop began during the delay");
         handle.stop("second");
-        // The delay's timer is never fired.
+        // The delay's timer is never fired: the run returns all the same,
+        // the stop having begun without it.
         let report = run.join().unwrap();
         assert_eq!(report.cause(), Some(&Cause::Requested("first".into())));
-        drops.wait_for(1);
+        assert_eq!(*log.lock().unwrap(), ["requested", "began"]);
+        // The member saw its stop and ended in its last poll.
+        assert!(report.is_success(), "{report}");
+        assert_eq!(drops.get(), 1);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Issue 10: each item the group got wrong, one test each.
+
+/// A value whose `Drop` blocks the thread briefly before it counts: a member
+/// that is slow to go, so that a run returning early is caught.
+struct SlowDrop {
+    _guard: crate::common::DropGuard,
+}
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A value whose `Drop` panics.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("panic in Drop");
+    }
+}
+
+/// An error whose `Display` panics.
+#[derive(Debug)]
+struct BadDisplay;
+
+impl fmt::Display for BadDisplay {
+    fn fmt(&self, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        panic!("panic in Display")
+    }
+}
+
+impl std::error::Error for BadDisplay {}
+
+// Guarantee 2, item 1: a member on another runtime (`add_on`) is gone when
+// `run` returns, also when the group cancels it.
+conformance! {
+    fn add_on_member_is_gone_when_run_returns<M>() {
+        let pool = crate::common::Pool::new();
+        let drops = Counter::new();
+        let started = Counter::new();
+        let mut group = Group::new();
+        let guard = SlowDrop {
+            _guard: drops.guard(),
+        };
+        let running = started.clone();
+        group.add_on("elsewhere", pool, move |_stop| async move {
+            let _guard = guard;
+            running.add();
+            futures::future::pending::<()>().await;
+            Ok::<(), E>(())
+        });
+        let handle = group.stop_handle();
+        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        started.wait_for(1);
+        handle.stop("one");
+        handle.stop("two");
+        let report = run.join().unwrap();
+        assert_eq!(drops.get(), 1, "run returned while the add_on member was alive");
+        assert!(matches!(report.members()[0].outcome(), Outcome::Cancelled { .. }), "{report}");
+    }
+}
+
+// Guarantee 2, items 2 and 3: a member that panics in `Drop` as it is
+// cancelled neither leaks its siblings, nor unwinds through `run`, nor
+// aborts the process.
+conformance! {
+    fn panic_in_drop_while_cancelled_leaks_nothing<M>() {
+        let drops = Counter::new();
+        let timer = ManualTimer::new();
+        let mut group = Group::new();
+        group.grace(Duration::from_secs(5), timer.clone());
+        group.add("a", ignores(&drops));
+        group.add("b", ignores(&drops));
+        group.add("panics in drop", |_stop| async {
+            let _bomb = PanicOnDrop;
+            futures::future::pending::<()>().await;
+            Ok::<(), E>(())
+        });
+        group.add("c", ignores(&drops));
+        group.add("quits", |_stop| async { Ok::<(), E>(()) });
+        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        timer.wait_requested();
+        timer.fire();
+        let report = run.join().expect("run unwound");
+        assert_eq!(drops.get(), 3, "a sibling of the panicking member leaked");
+        assert_eq!(report.members().len(), 5);
+        assert!(
+            matches!(report.member("panics in drop").unwrap().outcome(), Outcome::Panicked(m) if m == "panic in Drop"),
+            "{report}"
+        );
+    }
+}
+
+// Guarantees 1 and 3, item 4: an error whose `Display` panics neither
+// unwinds through `run` nor hangs it; the error comes back unchanged.
+conformance! {
+    fn panicking_display_breaks_nothing<M>() {
+        let drops = Counter::new();
+        let status = Status::new();
+        let mut group = Group::new();
+        group.observe(status.clone());
+        group.add("a", obeys(&drops));
+        group.add("bad", |_stop| async { Err::<(), _>(BadDisplay) });
+        group.add("b", obeys(&drops));
+        let report = M::block_on(M::run(group));
+        assert_eq!(drops.get(), 2);
+        let (member, how) = cause_member(&report);
+        assert_eq!(member, "bad");
+        assert!(matches!(how, Finish::Failed(m) if m.contains("Display")), "{how:?}");
+        let Outcome::Err(error) = report.member("bad").unwrap().outcome() else {
+            panic!("expected the error");
+        };
+        assert!(error.downcast_ref::<BadDisplay>().is_some());
+        let text = report.to_string();
+        assert!(text.contains("bad"), "{text}");
+        assert!(matches!(&status.members()[1].state, MemberState::Exited(_)));
+    }
+}
+
+// Item 5: a nested group's failure names one member, and its `source()` is
+// that member's error.
+conformance! {
+    fn group_failed_blames_one_member<M>() {
+        let mut child = Group::new();
+        child.add("a", |_stop| async { panic!("boom") as Result<(), E> });
+        child.add("b", |stop: Stop| async move {
+            stop.await;
+            Err::<(), _>(error("disk full"))
+        });
+        let mut parent = Group::new();
+        parent.add("child", M::nest(child));
+        let report = M::block_on(M::run(parent));
+        let Outcome::Err(failed) = report.member("child").unwrap().outcome() else {
+            panic!("{report}");
+        };
+        assert_eq!(failed.to_string(), "nested group failed: member \"a\" panicked: boom");
+        assert!(failed.source().is_none(), "a panic has no error, yet source() is {:?}", failed.source());
+
+        // And the other way round: the failing member is the one named.
+        let mut child = Group::new();
+        child.add("a", |stop: Stop| async move {
+            stop.await;
+            panic!("later") as Result<(), E>
+        });
+        child.add("b", |_stop| async { Err::<(), _>(error("disk full")) });
+        let mut parent = Group::new();
+        parent.add("child", M::nest(child));
+        let report = M::block_on(M::run(parent));
+        let Outcome::Err(failed) = report.member("child").unwrap().outcome() else {
+            panic!("{report}");
+        };
+        assert_eq!(failed.to_string(), "nested group failed: member \"b\" failed: disk full");
+        assert_eq!(failed.source().unwrap().to_string(), "disk full");
+    }
+}
+
+// Item 6: the member that began the stop is the only exit that may reach
+// the observers before `StopBegan`.
+conformance! {
+    fn only_the_trigger_exits_before_stop_began<M>() {
+        for _ in 0..20 {
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let sink = log.clone();
+            let mut group = Group::new();
+            group.observe(move |event: &Event<'_>| match event {
+                Event::StopBegan { .. } => sink.lock().unwrap().push("stop".to_owned()),
+                Event::MemberExited { name, .. } => sink.lock().unwrap().push(name.to_string()),
+                _ => {}
+            });
+            for i in 0..6 {
+                group.add(format!("m{i}"), |stop: Stop| async move {
+                    stop.await;
+                    Ok::<(), E>(())
+                });
+            }
+            group.add("quits", |_stop| async { Ok::<(), E>(()) });
+            M::block_on(M::run(group));
+            let log = log.lock().unwrap();
+            let began = log.iter().position(|line| line == "stop").expect("no StopBegan");
+            assert!(log[..began].iter().all(|line| line == "quits"), "{log:?}");
+            assert_eq!(log.len(), 8, "{log:?}");
+        }
+    }
+}
+
+// Item 7: a group forced (stopped twice) before `run` starts no member, in
+// every mode, and reports each one cancelled.
+conformance! {
+    fn forced_before_run_starts_nothing<M>() {
+        let started = Counter::new();
+        let mut group = Group::new();
+        for i in 0..4 {
+            let started = started.clone();
+            group.add(format!("m{i}"), move |stop: Stop| async move {
+                started.add();
+                stop.await;
+                Ok::<(), E>(())
+            });
+        }
+        let handle = group.stop_handle();
+        handle.stop("one");
+        handle.stop("two");
+        let report = M::block_on(M::run(group));
+        assert_eq!(started.get(), 0, "a member was started");
+        assert!(
+            report
+                .members()
+                .iter()
+                .all(|m| matches!(m.outcome(), Outcome::Cancelled(CancelReason::SecondRequest))),
+            "{report}"
+        );
+        assert_eq!(report.cause(), Some(&Cause::Requested("one".into())));
+    }
+}
+
+// Item 9: with a zero grace, members that end at their first poll after the
+// stop are done, not cancelled, on every runtime.
+conformance! {
+    fn zero_grace_keeps_members_that_are_done<M>() {
+        for _ in 0..20 {
+            let drops = Counter::new();
+            let mut group = Group::new();
+            group.grace(Duration::ZERO, M::timer());
+            for i in 0..4 {
+                group.add(format!("m{i}"), obeys(&drops));
+            }
+            group.stop_handle().stop("SIGTERM");
+            let report = M::block_on(M::run(group));
+            assert!(report.is_success(), "{report}");
+            assert_eq!(drops.get(), 4);
+        }
+    }
+}
+
+// Item 10: an empty group's stop resolves once its run has returned.
+conformance! {
+    fn empty_group_stop_resolves<M>() {
+        let group = Group::new();
+        let stop = group.stop_handle().stop_signal();
+        let report = M::block_on(M::run(group));
+        assert!(report.members().is_empty());
+        assert!(stop.is_stopped());
+        M::block_on(stop);
+    }
+}
+
+// Item 10: `Tokio::new()` outside a tokio runtime says what to do.
+conformance! {
+    fn tokio_outside_its_runtime_says_what_to_do<M>() {
+        #[cfg(feature = "tokio")]
+        {
+            let in_tokio = Arc::new(AtomicBool::new(false));
+            let probe = in_tokio.clone();
+            let mut group = Group::new();
+            group.add("probe", move |stop: Stop| async move {
+                probe.store(tokio::runtime::Handle::try_current().is_ok(), Ordering::SeqCst);
+                stop.await;
+                Ok::<(), E>(())
+            });
+            group.add_on("on tokio", allstop::tokio::Tokio::new(), |_stop| async {
+                Ok::<(), E>(())
+            });
+            let report = M::block_on(M::run(group));
+            let outcome = report.member("on tokio").unwrap().outcome();
+            if in_tokio.load(Ordering::SeqCst) {
+                assert!(outcome.is_ok(), "{report}");
+            } else {
+                assert!(
+                    matches!(outcome, Outcome::Panicked(m) if m.contains("Tokio::with_handle")),
+                    "{report}"
+                );
+            }
+        }
+    }
+}
+
+// Item 8: a cancelled member's outcome says why: the deadline, a second
+// request, or the parent cancelling it (here the parent's deadline).
+conformance! {
+    fn cancelled_says_why<M>() {
+        let drops = Counter::new();
+        let timer = ManualTimer::new();
+        let mut child = Group::new();
+        child.add("hung child", ignores(&drops));
+        let mut parent = Group::new();
+        parent.grace(Duration::from_secs(5), timer.clone());
+        // In-task, whatever the mode, so that it reports its members.
+        parent.add("child", child.into_member());
+        parent.add("hung", ignores(&drops));
+        parent.add("quits", |_stop| async { Ok::<(), E>(()) });
+        let run = std::thread::spawn(move || M::block_on(M::run(parent)));
+        timer.wait_requested();
+        timer.fire();
+        let report = run.join().unwrap();
+        assert_eq!(
+            report.member("hung").unwrap().outcome().to_string(),
+            "cancelled: did not stop before the deadline"
+        );
+        let Outcome::Err(error) = report.member("child").unwrap().outcome() else {
+            panic!("{report}");
+        };
+        let failed = error.downcast_ref::<allstop::GroupFailed>().unwrap();
+        assert_eq!(
+            failed.report().members()[0].outcome().to_string(),
+            "cancelled: its parent group cancelled it"
+        );
+        assert_eq!(drops.get(), 2);
+    }
+}
+
+// Item 10: the signal members' futures are named, the same in both
+// adapters, so that a member can be stored or wrapped.
+conformance! {
+    fn signal_futures_are_named<M>() {
+        #[cfg(feature = "tokio")]
+        let _: fn(Stop) -> allstop::tokio::Signals = |stop| allstop::tokio::signals()(stop);
+        #[cfg(feature = "smol")]
+        let _: fn(Stop) -> allstop::smol::Signals = |stop| allstop::smol::signals()(stop);
+        M::block_on(async {});
     }
 }
