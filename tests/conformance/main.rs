@@ -155,6 +155,7 @@ macro_rules! conformance {
 }
 
 // After the macro: a `macro_rules!` is visible only below its definition.
+mod hostile;
 mod suite;
 
 /// Guarantee 4: every member's result is sent, and its task ends, while the

@@ -1023,7 +1023,7 @@ impl Drop for SlowDrop {
 }
 
 /// A value whose `Drop` panics.
-struct PanicOnDrop;
+pub struct PanicOnDrop;
 
 impl Drop for PanicOnDrop {
     fn drop(&mut self) {
@@ -1033,7 +1033,7 @@ impl Drop for PanicOnDrop {
 
 /// An error whose `Display` panics.
 #[derive(Debug)]
-struct BadDisplay;
+pub struct BadDisplay;
 
 impl fmt::Display for BadDisplay {
     fn fmt(&self, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
