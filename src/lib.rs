@@ -16,17 +16,23 @@
 //!    is broadcast once; a `Stop` polled later is ready at once.
 //! 2. **Nothing leaks.** [`Group::run`] returns only after every member has
 //!    finished or been cancelled; by then every member future has been
-//!    dropped and every task the group spawned is gone.
+//!    dropped and every task the group spawned is gone, members on another
+//!    runtime ([`Group::add_on`]) included. Whatever a member does — panic
+//!    in `poll` or in `Drop`, return an error whose `Display` panics — is an
+//!    outcome: never an unwind through `run`, an abort or a hang.
 //! 3. **Every result comes back.** The [`Report`] has one [`Outcome`] per
 //!    member in the order they were added — `Ok`, `Err(error)` unchanged,
-//!    `Panicked(message)`, `Cancelled` — with how long each ran and the
-//!    [`Cause`] of the stop. It converts into a process exit code.
+//!    `Panicked(message)`, `Cancelled(reason)` ([`CancelReason`]: the
+//!    deadline, a second request, the parent) — with how long each ran and
+//!    the [`Cause`] of the stop. It converts into a process exit code.
 //! 4. **Collection never blocks.** Results travel on a channel sized to the
 //!    number of members, so a finishing member never waits for the
 //!    collector.
 //! 5. **An optional grace deadline.** Members still running when it passes
-//!    are cancelled and reported `Cancelled`. A second external stop request
-//!    cuts the grace short.
+//!    are cancelled and reported `Cancelled`; each gets a last poll first,
+//!    so a member that is done by then is done, on every runtime, even with
+//!    a zero grace. A second external stop request cuts the grace short;
+//!    made before the run, it starts no member.
 //! 6. **External stop.** A cloneable [`StopHandle`] stops the group from
 //!    outside, with a reason that becomes the cause.
 //! 7. **Nesting.** A group can be a member of another group: it stops when
@@ -35,7 +41,9 @@
 //!    global state, no runtime of its own: the group runs inside your task
 //!    on any executor ([`Group::run`]), or spawns a task per member through
 //!    the [`Runtime`] trait ([`Group::run_spawned`]).
-//! 9. **An empty group** returns at once with an empty report.
+//! 9. **An empty group** returns at once with an empty report, and its
+//!    [`Stop`] resolves: every `Stop` of a group has resolved once its run
+//!    has returned.
 //!
 //! # Limits
 //!

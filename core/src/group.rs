@@ -9,15 +9,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::stream::FuturesUnordered;
 use futures::FutureExt;
 
-use crate::member::{self, MemberFuture};
+use crate::member::Member;
 use crate::observer::Observer;
 use crate::report::{GroupFailed, Report};
-use crate::run::{InTask, Plan, Reporting, Spawned};
-use crate::runtime::{DynTimer, Runtime, Timer};
-use crate::stop::{Shared, Stop, StopHandle};
+use crate::run::{self, Entry, InTask, Setup, Spawned};
+use crate::runtime::{Runtime, Timer};
+use crate::state::StopState;
+use crate::stop::{Stop, StopHandle};
+use crate::tasks::{TaskToken, TaskTracker};
+use crate::unwind::Guarded;
 use crate::BoxError;
 
 /// A set of named, long-lived async members that run as one unit.
@@ -51,14 +53,8 @@ use crate::BoxError;
 /// assert!(!report.is_success());
 /// ```
 pub struct Group {
-    // One column per field: no copy when the group starts.
-    names: Vec<Cow<'static, str>>,
-    watchers: Vec<bool>,
-    futures: Vec<MemberFuture>,
-    shared: Arc<Shared>,
-    grace: Option<(Duration, Arc<dyn DynTimer>)>,
-    stop_delay: Option<(Duration, Arc<dyn DynTimer>)>,
-    observers: Vec<Arc<dyn Observer>>,
+    // Built as the run uses it, and handed to it whole.
+    setup: Setup,
 }
 
 impl Default for Group {
@@ -69,11 +65,16 @@ impl Default for Group {
 
 impl fmt::Debug for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let setup = &self.setup;
+        let names: Vec<&str> = setup.entries.iter().map(|e| &*e.name).collect();
         f.debug_struct("Group")
-            .field("members", &self.names)
-            .field("grace", &self.grace.as_ref().map(|(grace, _)| grace))
-            .field("observers", &self.observers.len())
-            .field("cause", &self.shared.cause())
+            .field("members", &names)
+            .field(
+                "grace",
+                &setup.settings.grace.as_ref().map(|(grace, _)| grace),
+            )
+            .field("observers", &setup.settings.observers.len())
+            .field("cause", &setup.state.cause())
             .finish()
     }
 }
@@ -87,13 +88,13 @@ impl Group {
     /// ```
     pub fn new() -> Self {
         Group {
-            names: Vec::new(),
-            watchers: Vec::new(),
-            futures: Vec::new(),
-            shared: Shared::new(),
-            grace: None,
-            stop_delay: None,
-            observers: Vec::new(),
+            setup: Setup {
+                members: Vec::new(),
+                entries: Vec::new(),
+                settings: run::Settings::default(),
+                state: StopState::new(),
+                remote: TaskTracker::new(),
+            },
         }
     }
 
@@ -103,8 +104,11 @@ impl Group {
     /// [`Stop`] signal; the future it returns runs until it finishes or the
     /// group cancels it. It should return soon after the stop resolves. Its
     /// error can be any type that converts into [`BoxError`]
-    /// (`std::io::Error`, `String`, your own error…); it comes back unchanged
-    /// in the report.
+    /// (`std::io::Error`, `String`, your own error…); it comes back in the
+    /// report as that conversion made it: an error type comes back as
+    /// itself (`downcast_ref::<YourError>()` finds it), while a `String` or
+    /// `&str` becomes a boxed error with that message, as `?` makes it: a
+    /// `String` is no error type, so there is no `String` to downcast to.
     ///
     /// ```
     /// let mut group = allstop::Group::new();
@@ -112,7 +116,10 @@ impl Group {
     ///     stop.await;
     ///     Ok::<(), String>(())
     /// });
-    /// assert_eq!(group.len(), 1);
+    /// group.add("fails", |_stop| async { Err::<(), String>("no disk".into()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// let allstop::Outcome::Err(error) = report.members()[1].outcome() else { panic!() };
+    /// assert_eq!(error.to_string(), "no disk");
     /// ```
     pub fn add<F, Fut, E>(&mut self, name: impl Into<Cow<'static, str>>, member: F) -> &mut Self
     where
@@ -164,7 +171,9 @@ impl Group {
     ///
     /// The member behaves as if added with [`add`](Group::add): its result
     /// or its panic comes back to the group, and cancelling it cancels its
-    /// task.
+    /// task — and the group's `run` returns only once that task's future is
+    /// gone. (A limit: a nested group cancelled by its parent does not wait
+    /// for its own `add_on` members.)
     ///
     /// ```
     /// # use futures::executor::ThreadPool;
@@ -179,8 +188,7 @@ impl Group {
     /// #     let (abort, reg) = futures::future::AbortHandle::new_pair();
     /// #     let (tx, rx) = futures::channel::oneshot::channel();
     /// #     self.0.spawn_ok(async move { let _ = futures::future::Abortable::new(f, reg).await; let _ = tx.send(()); });
-    /// #     PoolTask(rx, abort) }
-    /// #   fn cancel(&self, t: &mut PoolTask) { t.1.abort() } }
+    /// #     PoolTask(rx, abort) } }
     /// # let other_runtime = Pool(ThreadPool::new().unwrap());
     /// let mut group = allstop::Group::new();
     /// // `other_runtime` is an adapter's runtime, e.g. `allstop::smol::Smol::new()`.
@@ -200,17 +208,24 @@ impl Group {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
+        // Counts the member's future on `runtime` until it is dropped: the
+        // run returns only once the count is zero, cancelled or not.
+        let remote = self.setup.remote.clone();
         self.push(name.into(), false, move |stop: Stop| async move {
             let (tx, rx) = futures::channel::oneshot::channel();
-            let task = runtime.spawn(async move {
+            let body = async move {
                 let result =
                     AssertUnwindSafe(async move { member(stop).await.map_err(Into::into) })
                         .catch_unwind()
                         .await;
                 let _ = tx.send(result);
-            });
+            };
             // Dropping `task` (when the group cancels this member) cancels
             // the member on its runtime.
+            let task = runtime.spawn(Remote {
+                body: Guarded::new(Box::pin(body)),
+                _token: remote.token(),
+            });
             let result = rx.await;
             task.await;
             match result {
@@ -230,11 +245,13 @@ impl Group {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        let stop = Stop::new(self.shared.clone());
-        self.futures
-            .push(member::wrap(self.futures.len(), stop, member));
-        self.names.push(name);
-        self.watchers.push(watcher);
+        let setup = &mut self.setup;
+        let stop = Stop::new(setup.state.clone());
+        let index = setup.members.len();
+        setup
+            .members
+            .push(Member::new(index, name.clone(), stop, member));
+        setup.entries.push(Entry::new(name, watcher));
         self
     }
 
@@ -256,7 +273,7 @@ impl Group {
     /// });
     /// ```
     pub fn grace(&mut self, grace: Duration, timer: impl Timer) -> &mut Self {
-        self.grace = Some((grace, Arc::new(timer)));
+        self.setup.settings.grace = Some((grace, Arc::new(timer)));
         self
     }
 
@@ -282,8 +299,8 @@ impl Group {
     /// assert!(report.is_success());
     /// ```
     pub fn stop_delay(&mut self, delay: Duration, timer: impl Timer) -> &mut Self {
-        self.shared.delay_requests();
-        self.stop_delay = Some((delay, Arc::new(timer)));
+        self.setup.state.requests.delay_first();
+        self.setup.settings.stop_delay = Some((delay, Arc::new(timer)));
         self
     }
 
@@ -295,7 +312,7 @@ impl Group {
     /// group.observe(status.clone());
     /// ```
     pub fn observe(&mut self, observer: impl Observer) -> &mut Self {
-        self.observers.push(Arc::new(observer));
+        self.setup.settings.observers.push(Arc::new(observer));
         self
     }
 
@@ -307,7 +324,7 @@ impl Group {
     /// std::thread::spawn(move || handle.stop("time is up"));
     /// ```
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle::new(self.shared.clone())
+        StopHandle::new(self.setup.state.clone())
     }
 
     /// How many members (watchers included) have been added.
@@ -319,7 +336,7 @@ impl Group {
     /// assert_eq!(group.len(), 2);
     /// ```
     pub fn len(&self) -> usize {
-        self.futures.len()
+        self.setup.members.len()
     }
 
     /// Whether no member has been added.
@@ -328,7 +345,7 @@ impl Group {
     /// assert!(allstop::Group::new().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.futures.is_empty()
+        self.setup.members.is_empty()
     }
 
     /// Runs every member inside the calling task, all polled concurrently by
@@ -378,8 +395,7 @@ impl Group {
     /// #     let (abort, reg) = futures::future::AbortHandle::new_pair();
     /// #     let (tx, rx) = futures::channel::oneshot::channel();
     /// #     self.0.spawn_ok(async move { let _ = futures::future::Abortable::new(f, reg).await; let _ = tx.send(()); });
-    /// #     PoolTask(rx, abort) }
-    /// #   fn cancel(&self, t: &mut PoolTask) { t.1.abort() } }
+    /// #     PoolTask(rx, abort) } }
     /// # let runtime = Pool(ThreadPool::new().unwrap());
     /// // `runtime` is an adapter's runtime, e.g. `allstop::tokio::Tokio`.
     /// let mut group = allstop::Group::new();
@@ -405,7 +421,8 @@ impl Group {
     ///
     /// The nested group stops when the parent stops (its cause is then
     /// [`Cause::Parent`](crate::Cause::Parent)). If the parent cancels it (its grace deadline, a
-    /// second stop request), the nested members are dropped with it. When the nested group ends, the member
+    /// second stop request), it gets a last poll in which it cancels its own
+    /// members, reported [`CancelReason::Parent`](crate::CancelReason::Parent). When the nested group ends, the member
     /// returns `Ok` if every nested member ended `Ok`, and otherwise
     /// [`GroupFailed`] carrying the nested report — which stops the parent.
     ///
@@ -442,49 +459,37 @@ impl Group {
     }
 
     fn run_in_task(self, parent: Option<Stop>) -> Run {
-        let (plan, members) = self.into_plan(parent);
-        let set: FuturesUnordered<MemberFuture> = members.into_iter().collect();
-        Run::new(plan.drive(move || InTask { set: Some(set) }))
+        Run::new(run::run(self.setup, parent, InTask::new))
     }
 
     fn run_on<R: Runtime>(self, runtime: R, parent: Option<Stop>) -> Run {
-        let (plan, members) = self.into_plan(parent);
-        // `drive` spawns on the first poll, not here: a run that is never
-        // awaited starts nothing.
-        Run::new(plan.drive(move || {
-            // S5: sized to the members, so a finishing member never waits on
-            // the collector (`try_send` below cannot find it full).
-            let (tx, rx) = async_channel::bounded(members.len().max(1));
-            let tasks = members
-                .into_iter()
-                .map(|member| {
-                    runtime.spawn(Reporting {
-                        member,
-                        tx: tx.clone(),
-                    })
-                })
-                .collect();
-            Spawned {
-                runtime,
-                rx: Box::pin(rx),
-                tasks,
-            }
+        let state = self.setup.state.clone();
+        // `run` starts the members on the first poll, not here: a run that
+        // is never awaited spawns nothing.
+        Run::new(run::run(self.setup, parent, move |members| {
+            Spawned::new(members, &state, |reporting| runtime.spawn(reporting))
         }))
     }
+}
 
-    fn into_plan(self, parent: Option<Stop>) -> (Plan, Vec<MemberFuture>) {
-        let names = Arc::new(self.names);
-        self.shared.set_names(names.clone());
-        let plan = Plan {
-            names,
-            watchers: self.watchers,
-            shared: self.shared,
-            grace: self.grace,
-            stop_delay: self.stop_delay,
-            observers: self.observers,
-            parent,
+/// A member's future on another runtime ([`Group::add_on`]), counted until
+/// it is gone: its fields drop in order, the body before the token.
+struct Remote {
+    body: Guarded<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    _token: TaskToken,
+}
+
+impl Future for Remote {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(body) = self.body.get_mut() else {
+            return Poll::Ready(());
         };
-        (plan, self.futures)
+        std::task::ready!(body.as_mut().poll(cx));
+        // Gone before the task says it is done.
+        let _ = self.body.drop_now();
+        Poll::Ready(())
     }
 }
 

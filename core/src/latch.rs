@@ -28,10 +28,16 @@ pub(crate) struct Latch {
 
 impl Latch {
     pub(crate) fn new() -> Arc<Self> {
+        Latch::on(&Arc::new(Event::new()))
+    }
+
+    /// A latch that notifies `event`, which other latches may share: one
+    /// waiter then watches them all.
+    pub(crate) fn on(event: &Arc<Event>) -> Arc<Self> {
         Arc::new(Latch {
             set: AtomicBool::new(false),
             parent: None,
-            event: Arc::new(Event::new()),
+            event: event.clone(),
         })
     }
 

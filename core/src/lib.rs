@@ -50,15 +50,17 @@ mod observer;
 mod report;
 mod run;
 mod runtime;
+mod state;
 mod stop;
 mod tasks;
 #[cfg(feature = "tracing")]
 mod tracing;
+mod unwind;
 mod waiter;
 
 pub use group::{Group, Nested, Run};
 pub use observer::{Event, MemberState, MemberStatus, Observer, Status};
-pub use report::{GroupFailed, MemberReport, Outcome, Report};
+pub use report::{CancelReason, GroupFailed, MemberReport, Outcome, Report};
 pub use runtime::{Runtime, Timer};
 pub use stop::{Cause, Finish, Stop, StopHandle, StopTrigger};
 pub use tasks::{TaskToken, TaskTracker};

@@ -1,78 +1,111 @@
-//! One member, as the group runs it: started lazily, its panic caught, its
-//! end reported — in one allocation.
+//! One member, as the group runs it: started lazily, its panics caught (in
+//! `poll` and in `Drop`), its end reported — in one allocation.
 
-use std::any::Any;
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::FutureExt;
 
 use crate::report::{ErrorChain, Outcome};
-use crate::stop::{Cause, Finish, Shared, Stop};
+use crate::state::StopState;
+use crate::stop::{Cause, Finish, Stop};
+use crate::unwind::{self, Guarded};
 use crate::BoxError;
 
-/// A member that has ended on its own.
-pub(crate) struct Done {
+/// A member that has ended: its position and how it ended.
+pub(crate) struct Exit {
     pub(crate) index: usize,
     pub(crate) outcome: Outcome,
 }
 
-/// A member as the group runs it: type-erased, one allocation, polled in
-/// place (in-task) or spawned as it is.
-pub(crate) type MemberFuture = Pin<Box<dyn Future<Output = Done> + Send>>;
+type Body = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
-/// Wraps the member closure `start`, called with `stop` on the first poll.
-///
-/// The closure runs inside the panic guard, so a member that panics while
-/// starting is reported like any other panic. The member ends in its own
-/// task and begins the stop from there: the cause is the member that truly
-/// finished first, and the others hear of it without a hop through the
-/// collector.
-///
-/// Built from `futures` combinators rather than an `async` block: they keep
-/// the closure and the future it returns in one slot, which halves the
-/// allocation (an `async` block keeps its captures beside the futures it
-/// awaits).
-pub(crate) fn wrap<F, Fut, E>(index: usize, stop: Stop, start: F) -> MemberFuture
-where
-    F: FnOnce(Stop) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Into<BoxError>,
-{
-    let shared: Arc<Shared> = Stop::shared(&stop).clone();
-    let run = futures::future::lazy(move |_| start(stop)).flatten();
-    Box::pin(AssertUnwindSafe(run).catch_unwind().map(move |result| {
-        let outcome = match result {
-            Ok(Ok(())) => Outcome::Ok,
-            Ok(Err(error)) => Outcome::Err(error.into()),
-            Err(payload) => Outcome::Panicked(panic_message(payload)),
-        };
-        begin_stop(&shared, index, &outcome);
-        Done { index, outcome }
-    }))
+/// A member as the group runs it: type-erased, polled in place (in-task) or
+/// spawned as it is. Dropping it never unwinds.
+pub(crate) struct Member {
+    index: usize,
+    body: Guarded<Body>,
 }
 
-/// Begins the group's stop, naming the member at `index`, unless it has
-/// begun.
-fn begin_stop(shared: &Shared, index: usize, outcome: &Outcome) {
-    shared.stop(|| Cause::Finished {
-        member: shared.member_name(index),
+impl Member {
+    /// Wraps the member closure `start`, called with `stop` on the first
+    /// poll.
+    ///
+    /// The closure runs inside the panic guard, so a member that panics
+    /// while starting is reported like any other panic. The member ends in
+    /// its own task and begins the stop from there, naming itself: the
+    /// cause is the member that truly finished first, and the others hear
+    /// of it without a hop through the collector.
+    ///
+    /// Built from `futures` combinators rather than an `async` block: they
+    /// keep the closure and the future it returns in one slot, which halves
+    /// the allocation.
+    pub(crate) fn new<F, Fut, E>(
+        index: usize,
+        name: Cow<'static, str>,
+        stop: Stop,
+        start: F,
+    ) -> Self
+    where
+        F: FnOnce(Stop) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let state = stop.state().clone();
+        let run = futures::future::lazy(move |_| start(stop)).flatten();
+        let body = AssertUnwindSafe(run).catch_unwind().map(move |result| {
+            let outcome = match result {
+                Ok(Ok(())) => Outcome::Ok,
+                Ok(Err(error)) => Outcome::Err(error.into()),
+                Err(payload) => Outcome::Panicked(unwind::message(payload)),
+            };
+            begin_stop(&state, index, name, &outcome);
+            outcome
+        });
+        Member {
+            index,
+            body: Guarded::new(Box::pin(body)),
+        }
+    }
+
+    /// Drops the member now, as the group cancels it. A panic in its `Drop`
+    /// is its outcome: `Some(exit)` then.
+    pub(crate) fn cancel(&mut self) -> Option<Exit> {
+        self.body.drop_now().err().map(|message| Exit {
+            index: self.index,
+            outcome: Outcome::Panicked(message),
+        })
+    }
+}
+
+impl Future for Member {
+    type Output = Exit;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Exit> {
+        let index = self.index;
+        match self.body.get_mut() {
+            Some(body) => body
+                .as_mut()
+                .poll(cx)
+                .map(|outcome| Exit { index, outcome }),
+            // Cancelled: never polled again by the group.
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Begins the group's stop, naming the member, unless it has begun.
+fn begin_stop(state: &StopState, index: usize, name: Cow<'static, str>, outcome: &Outcome) {
+    state.broadcast.stop(Some(index), || Cause::Finished {
+        member: name.into_owned(),
         how: match outcome {
-            Outcome::Ok | Outcome::Cancelled => Finish::Ok,
+            Outcome::Ok | Outcome::Cancelled(_) => Finish::Ok,
+            // `ErrorChain` catches a `Display` that panics.
             Outcome::Err(error) => Finish::Failed(ErrorChain(&**error).to_string()),
             Outcome::Panicked(message) => Finish::Panicked(message.clone()),
         },
     });
-}
-
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    if let Some(message) = payload.downcast_ref::<&'static str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::report::{Outcome, Report};
+use crate::report::{CancelReason, Outcome, Report};
 use crate::stop::Cause;
 
 /// One step in a group's life, as seen by an [`Observer`].
@@ -42,13 +42,15 @@ pub enum Event<'a> {
         /// How it ended.
         outcome: &'a Outcome,
     },
-    /// The member at `index` was still running at the grace deadline (or a
-    /// second stop request) and was cancelled.
+    /// The member at `index` was still running when the group cancelled
+    /// it (or was never started, the group being cancelled before it ran).
     MemberCancelled {
         /// The member's position.
         index: usize,
         /// The member's name.
         name: &'a str,
+        /// Why the group cancelled it.
+        reason: CancelReason,
     },
     /// Every member has ended; `run` is about to return this report.
     GroupDone {
@@ -61,12 +63,11 @@ pub enum Event<'a> {
 /// page, without touching the core.
 ///
 /// Events are delivered one at a time, from the task that runs the group,
-/// in the order that task sees them: every `MemberStarted` first and
-/// `GroupDone` last. With [`run_spawned`](crate::Group::run_spawned) the
-/// member that began the stop may be reported `MemberExited` just after
-/// `StopBegan`, since it ends on its own task. An observer must be quick
-/// and must not block: it runs inside the group's run loop. Any
-/// `Fn(&Event)` is an observer.
+/// in this order: every `MemberStarted` first (none for a group cancelled
+/// before it ran), `GroupDone` last, and `StopBegan` before every member's
+/// exit except the exit of the member that began the stop, which comes just
+/// before it. An observer must be quick and must not block: it runs inside
+/// the group's run loop. Any `Fn(&Event)` is an observer.
 ///
 /// ```
 /// use allstop::{Event, Group};
@@ -109,7 +110,7 @@ pub enum MemberState {
     /// Ended on its own; the outcome as text (`"ok"`, `"failed: …"`,
     /// `"panicked: …"`).
     Exited(String),
-    /// Cancelled at the grace deadline.
+    /// Cancelled by the group (see [`CancelReason`]).
     Cancelled,
 }
 
@@ -156,6 +157,26 @@ struct Board {
     members: Vec<Slot>,
     cause: Option<Cause>,
     requested: Option<String>,
+}
+
+impl Board {
+    /// The member's slot, made if the board has not seen it yet (a member
+    /// cancelled before it started has no `MemberStarted`).
+    fn slot(&mut self, index: usize, name: &str) -> &mut Slot {
+        if self.members.len() <= index {
+            self.members.resize_with(index + 1, || Slot {
+                name: String::new(),
+                state: MemberState::Running,
+                started: None,
+                ended: None,
+            });
+        }
+        let slot = &mut self.members[index];
+        if slot.name.is_empty() {
+            slot.name = name.to_owned();
+        }
+        slot
+    }
 }
 
 #[derive(Debug)]
@@ -265,17 +286,8 @@ impl Observer for Status {
         let now = Instant::now();
         match *event {
             Event::MemberStarted { index, name } => {
-                if board.members.len() <= index {
-                    board.members.resize_with(index + 1, || Slot {
-                        name: String::new(),
-                        state: MemberState::Running,
-                        started: None,
-                        ended: None,
-                    });
-                }
                 let stopping = board.cause.is_some();
-                let slot = &mut board.members[index];
-                slot.name = name.to_owned();
+                let slot = board.slot(index, name);
                 slot.started = Some(now);
                 slot.state = if stopping {
                     MemberState::Stopping
@@ -294,17 +306,19 @@ impl Observer for Status {
                     }
                 }
             }
-            Event::MemberExited { index, outcome, .. } => {
-                if let Some(slot) = board.members.get_mut(index) {
-                    slot.state = MemberState::Exited(outcome.to_string());
-                    slot.ended = Some(now);
-                }
+            Event::MemberExited {
+                index,
+                name,
+                outcome,
+            } => {
+                let slot = board.slot(index, name);
+                slot.state = MemberState::Exited(outcome.to_string());
+                slot.ended = Some(now);
             }
-            Event::MemberCancelled { index, .. } => {
-                if let Some(slot) = board.members.get_mut(index) {
-                    slot.state = MemberState::Cancelled;
-                    slot.ended = Some(now);
-                }
+            Event::MemberCancelled { index, name, .. } => {
+                let slot = board.slot(index, name);
+                slot.state = MemberState::Cancelled;
+                slot.ended = Some(now);
             }
             Event::GroupDone { .. } => {}
         }

@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::stop::Cause;
@@ -35,9 +34,41 @@ pub enum Outcome {
     /// It panicked with this message. The panic did not unwind through the
     /// group.
     Panicked(String),
-    /// It did not finish before the grace deadline (or a second stop
-    /// request), so it was dropped.
-    Cancelled,
+    /// It was still running when the group cancelled it, so it was
+    /// dropped; the reason says why.
+    Cancelled(CancelReason),
+}
+
+/// Why the group cancelled a member (see [`Outcome::Cancelled`]).
+///
+/// ```
+/// use allstop::{CancelReason, Outcome};
+///
+/// let outcome = Outcome::Cancelled(CancelReason::Deadline);
+/// assert_eq!(outcome.to_string(), "cancelled: did not stop before the deadline");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// The grace deadline passed.
+    Deadline,
+    /// A second stop request cut the drain short.
+    SecondRequest,
+    /// The group is nested, and its parent cancelled it.
+    Parent,
+    /// Its runtime dropped it (the runtime shut down, say).
+    Runtime,
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CancelReason::Deadline => "did not stop before the deadline",
+            CancelReason::SecondRequest => "a second stop request cut the drain short",
+            CancelReason::Parent => "its parent group cancelled it",
+            CancelReason::Runtime => "its runtime dropped it",
+        })
+    }
 }
 
 impl Outcome {
@@ -45,7 +76,7 @@ impl Outcome {
     ///
     /// ```
     /// assert!(allstop::Outcome::Ok.is_ok());
-    /// assert!(!allstop::Outcome::Cancelled.is_ok());
+    /// assert!(!allstop::Outcome::Cancelled(allstop::CancelReason::Deadline).is_ok());
     /// ```
     pub fn is_ok(&self) -> bool {
         matches!(self, Outcome::Ok)
@@ -58,29 +89,41 @@ impl fmt::Display for Outcome {
             Outcome::Ok => f.write_str("ok"),
             Outcome::Err(error) => write!(f, "failed: {}", ErrorChain(&**error)),
             Outcome::Panicked(message) => write!(f, "panicked: {message}"),
-            Outcome::Cancelled => f.write_str("cancelled: did not stop before the deadline"),
+            Outcome::Cancelled(reason) => write!(f, "cancelled: {reason}"),
         }
     }
 }
 
 /// Writes an error and its sources as `outer: inner: root`, skipping a source
-/// whose message the outer one already contains.
+/// whose message the outer one already contains. A member's error is
+/// foreign code: a `Display` or `source` that panics is written as such,
+/// never unwinds.
 pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn Error + 'static));
 
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = self.0.to_string();
-        f.write_str(&shown)?;
+impl ErrorChain<'_> {
+    fn text(&self) -> String {
+        let mut text = self.0.to_string();
+        let mut shown = text.clone();
         let mut source = self.0.source();
         while let Some(error) = source {
             let message = error.to_string();
             if !shown.contains(&message) {
-                write!(f, ": {message}")?;
+                text.push_str(": ");
+                text.push_str(&message);
                 shown = message;
             }
             source = error.source();
         }
-        Ok(())
+        text
+    }
+}
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match crate::unwind::catch(|| self.text()) {
+            Ok(text) => f.write_str(&text),
+            Err(panic) => write!(f, "(the error's Display panicked: {panic})"),
+        }
     }
 }
 
@@ -97,9 +140,7 @@ impl fmt::Display for ErrorChain<'_> {
 /// assert!(member.outcome().is_ok());
 /// ```
 pub struct MemberReport {
-    /// Every member's name, shared by the whole report (no copy per member).
-    pub(crate) names: Arc<Vec<Cow<'static, str>>>,
-    pub(crate) index: usize,
+    pub(crate) name: Cow<'static, str>,
     pub(crate) outcome: Outcome,
     pub(crate) ran_for: Duration,
 }
@@ -117,7 +158,7 @@ impl fmt::Debug for MemberReport {
 impl MemberReport {
     /// The name the member was added with.
     pub fn name(&self) -> &str {
-        &self.names[self.index]
+        &self.name
     }
 
     /// How the member ended.
@@ -189,6 +230,8 @@ impl MemberReport {
 pub struct Report {
     pub(crate) members: Vec<MemberReport>,
     pub(crate) cause: Option<Cause>,
+    /// The member whose exit began the stop, if one did.
+    pub(crate) trigger: Option<usize>,
     pub(crate) drain: Duration,
 }
 
@@ -372,11 +415,24 @@ impl GroupFailed {
     }
 }
 
+impl GroupFailed {
+    /// The one member the error is about: the member whose exit began the
+    /// nested group's stop if it did not end `Ok`, otherwise the first that
+    /// did not. `Display` names it and `source` is its error, so the two
+    /// always agree.
+    fn culprit(&self) -> Option<&MemberReport> {
+        let members = &self.report.members;
+        self.report
+            .trigger
+            .and_then(|index| members.get(index))
+            .filter(|member| !member.outcome.is_ok())
+            .or_else(|| members.iter().find(|member| !member.outcome.is_ok()))
+    }
+}
+
 impl fmt::Display for GroupFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Name the first member that did not end well; fall back on the
-        // cause (say, a parent stop during which a member was cancelled).
-        match self.report.members.iter().find(|m| !m.outcome.is_ok()) {
+        match self.culprit() {
             Some(member) => write!(
                 f,
                 "nested group failed: member {:?} {}",
@@ -390,9 +446,9 @@ impl fmt::Display for GroupFailed {
 
 impl Error for GroupFailed {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.report.members.iter().find_map(|m| match &m.outcome {
+        match &self.culprit()?.outcome {
             Outcome::Err(error) => Some(&**error as &(dyn Error + 'static)),
             _ => None,
-        })
+        }
     }
 }

@@ -1,10 +1,18 @@
-//! Running a group: the members, executed in the run's own task or as a
-//! task each; the loop that collects their ends, begins the stop, enforces
-//! the deadline and builds the report.
+//! Running a group: its members, executed in the run's own task or as a
+//! task each, and the run itself — a state machine whose [`Phase`] says
+//! what it does next and what it waits for.
+//!
+//! ```text
+//! Running ──(request, with a stop delay)──> Delaying ──(delay over)──┐
+//!    └──────────(stop: a member ended, a request, the parent)────────> Stopping
+//! Stopping ──(all ended)──> Done
+//! Stopping ──(deadline, second request, parent cancels, only watchers left)──> Cancelling ──(all gone)──> Done
+//! ```
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::panic::{self, AssertUnwindSafe};
+use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,327 +20,529 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::member::{Done, MemberFuture};
+use crate::member::{Exit, Member};
 use crate::observer::{Event, Observer};
-use crate::report::{MemberReport, Outcome, Report};
-use crate::runtime::{DynTimer, Runtime};
-use crate::stop::{Cause, Shared, Stop};
+use crate::report::{CancelReason, MemberReport, Outcome, Report};
+use crate::runtime::DynTimer;
+use crate::state::StopState;
+use crate::stop::{Cause, Stop};
+use crate::tasks::TaskTracker;
 use crate::waiter::Waiter;
 
-/// A spawned member: sends its result to the collector. Its fields drop in
-/// order, the member before the sender, so that the channel closing (the
-/// last sender gone) means every member future is gone — whether it ended or
-/// was cancelled.
+type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What a phase waits for in a group's state (its own, or its parent's).
+type Condition = fn(&StopState) -> bool;
+
+/// How a group runs, set while it is built: its deadline, its stop delay and
+/// its observers.
+#[derive(Default)]
+pub(crate) struct Settings {
+    pub(crate) grace: Option<(Duration, Arc<dyn DynTimer>)>,
+    pub(crate) stop_delay: Option<(Duration, Arc<dyn DynTimer>)>,
+    pub(crate) observers: Vec<Arc<dyn Observer>>,
+}
+
+impl Settings {
+    fn emit(&self, event: Event<'_>) {
+        for observer in &self.observers {
+            observer.on_event(&event);
+        }
+    }
+}
+
+/// One member's line, before and after it ends.
+pub(crate) struct Entry {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) watcher: bool,
+    ended: Option<(Outcome, Duration)>,
+}
+
+impl Entry {
+    pub(crate) fn new(name: Cow<'static, str>, watcher: bool) -> Self {
+        Entry {
+            name,
+            watcher,
+            ended: None,
+        }
+    }
+}
+
+/// How the members of one run are executed: all in the run's own task, or a
+/// task each on a runtime.
+pub(crate) trait Members {
+    /// The next member to end; `None` once every member is gone.
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Exit>>;
+
+    /// Cancels the members still running, once the group's cancel latch is
+    /// set: each one the latch woke gets a last poll, then is dropped.
+    fn cancel(&mut self, cx: &mut Context<'_>);
+}
+
+pub(crate) struct InTask {
+    set: FuturesUnordered<Member>,
+    /// Exits found while cancelling, handed out by `poll_exit`.
+    late: VecDeque<Exit>,
+}
+
+impl InTask {
+    pub(crate) fn new(members: Vec<Member>) -> Self {
+        InTask {
+            set: members.into_iter().collect(),
+            late: VecDeque::new(),
+        }
+    }
+}
+
+impl Members for InTask {
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Exit>> {
+        match self.late.pop_front() {
+            Some(exit) => Poll::Ready(Some(exit)),
+            None => self.set.poll_next_unpin(cx),
+        }
+    }
+
+    fn cancel(&mut self, cx: &mut Context<'_>) {
+        // The last poll, for the members the cancellation woke (a nested
+        // group, which then cancels its own members).
+        while let Poll::Ready(Some(exit)) = self.set.poll_next_unpin(cx) {
+            self.late.push_back(exit);
+        }
+        // One at a time, each drop caught: one member's panicking `Drop`
+        // cannot leave the others alive.
+        for member in self.set.iter_mut() {
+            self.late.extend(member.cancel());
+        }
+        self.set.clear();
+    }
+}
+
+/// The members spawned as tasks; each reports its exit on a channel.
+pub(crate) struct Spawned<T> {
+    // Boxed because the receiver keeps its listener inline and is !Unpin.
+    rx: Pin<Box<async_channel::Receiver<Exit>>>,
+    /// Dropping them cancels the tasks (the runtime contract), when the
+    /// run itself is dropped.
+    _tasks: Vec<T>,
+}
+
+impl<T> Spawned<T> {
+    pub(crate) fn new(
+        members: Vec<Member>,
+        state: &Arc<StopState>,
+        spawn: impl Fn(Reporting) -> T,
+    ) -> Self {
+        // Guarantee 4: sized to the members, so a finishing member never
+        // waits on the collector (`try_send` cannot find it full).
+        let (tx, rx) = async_channel::bounded(members.len().max(1));
+        let tasks = members
+            .into_iter()
+            .map(|member| {
+                spawn(Reporting {
+                    member,
+                    state: state.clone(),
+                    waiter: Waiter::new(),
+                    tx: tx.clone(),
+                })
+            })
+            .collect();
+        Spawned {
+            rx: Box::pin(rx),
+            _tasks: tasks,
+        }
+    }
+}
+
+impl<T> Members for Spawned<T> {
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Exit>> {
+        // The channel closes when the last task's sender is gone, and each
+        // task drops its member before its sender: `None` means every
+        // member future is gone. One wake-up for the group, not a join per
+        // task.
+        self.rx.poll_next_unpin(cx)
+    }
+
+    fn cancel(&mut self, _cx: &mut Context<'_>) {
+        // Each `Reporting` watches the cancel latch, on its own task.
+    }
+}
+
+/// A spawned member: sends its exit to the collector; once the group
+/// cancels, polls its member a last time and drops it. Its fields drop in
+/// order, the member before the sender.
 pub(crate) struct Reporting {
-    pub(crate) member: MemberFuture,
-    pub(crate) tx: async_channel::Sender<Done>,
+    member: Member,
+    state: Arc<StopState>,
+    waiter: Waiter,
+    tx: async_channel::Sender<Exit>,
 }
 
 impl Future for Reporting {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let done = std::task::ready!(self.member.as_mut().poll(cx));
-        // Never full: the channel has a slot per member (S5).
-        let _ = self.tx.try_send(done);
+        let this = &mut *self;
+        let exit = match Pin::new(&mut this.member).poll(cx) {
+            Poll::Ready(exit) => Some(exit),
+            Poll::Pending => {
+                let cancelled = this
+                    .state
+                    .poll_until(cx, &mut this.waiter, |s| s.cancel.is_set());
+                if cancelled.is_pending() {
+                    return Poll::Pending;
+                }
+                this.member.cancel()
+            }
+        };
+        // Never full: the channel has a slot per member (guarantee 4).
+        if let Some(exit) = exit {
+            let _ = this.tx.try_send(exit);
+        }
         Poll::Ready(())
     }
 }
 
-/// How the members of one run are executed: all in the run's own task, or a
-/// task each on a runtime.
-pub(crate) trait Driver {
-    /// The next member to end on its own; `None` once none is left.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Done>>;
-
-    /// Cancels every member still running.
-    fn cancel_all(&mut self);
-
-    /// Waits until every member future has been dropped, and returns the
-    /// members that ended on their own while being cancelled.
-    fn poll_gone(&mut self, cx: &mut Context<'_>, late: &mut Vec<Done>) -> Poll<()>;
+/// Where the run is. Each phase holds what only it needs.
+enum Phase {
+    /// Members run; nothing has asked the group to stop.
+    Running,
+    /// A stop request waits out the stop delay.
+    Delaying(Sleep),
+    /// The stop has begun; members drain until they end or the deadline.
+    Stopping(Option<Sleep>),
+    /// The members still running are being cancelled.
+    Cancelling,
+    /// Every member has ended or is gone.
+    Done,
 }
 
-pub(crate) struct InTask {
-    pub(crate) set: Option<FuturesUnordered<MemberFuture>>,
+/// What a step did: moved to a new phase, or stayed and must wait.
+enum Step {
+    Go(Phase),
+    Stay(Phase),
 }
 
-impl Driver for InTask {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Done>> {
-        match &mut self.set {
-            Some(set) => set.poll_next_unpin(cx),
-            None => Poll::Ready(None),
+/// The run of one group.
+pub(crate) struct RunLoop<M> {
+    members: M,
+    entries: Vec<Entry>,
+    settings: Settings,
+    state: Arc<StopState>,
+    parent: Option<Stop>,
+    /// Members spawned on other runtimes (`Group::add_on`), gone only once
+    /// this is empty.
+    remote: TaskTracker,
+    phase: Phase,
+    started: Instant,
+    /// Members not ended, and those of them that are not watchers.
+    running: usize,
+    working: usize,
+    began: Option<Instant>,
+    /// Whether observers have been told `StopBegan`.
+    announced: bool,
+    cancelled: Option<(Instant, CancelReason)>,
+    own: Waiter,
+    from_parent: Waiter,
+    remote_waiter: Waiter,
+}
+
+/// A group as it is built, before it runs: `Group` holds one and hands it
+/// to the run whole.
+pub(crate) struct Setup {
+    pub(crate) members: Vec<Member>,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) settings: Settings,
+    pub(crate) state: Arc<StopState>,
+    pub(crate) remote: TaskTracker,
+}
+
+/// Runs a group: `start` executes its members (in-task or spawned).
+pub(crate) async fn run<M: Members>(
+    parts: Setup,
+    parent: Option<Stop>,
+    start: impl FnOnce(Vec<Member>) -> M,
+) -> Report {
+    let mut run = RunLoop::start(parts, parent, start);
+    poll_fn(|cx| run.poll(cx)).await;
+    run.finish()
+}
+
+impl<M: Members> RunLoop<M> {
+    /// Tells the observers every member is starting, then starts them (so
+    /// no member acts before the observers know of it) — unless a second
+    /// request or the parent cancelled the group already: then none starts,
+    /// in every mode, and each is reported cancelled.
+    fn start(parts: Setup, parent: Option<Stop>, start: impl FnOnce(Vec<Member>) -> M) -> Self {
+        let Setup {
+            members,
+            entries,
+            settings,
+            state,
+            remote,
+        } = parts;
+        follow_parent(&state, parent.as_ref());
+        let started = Instant::now();
+        let early = cancel_reason(&state, parent.as_ref());
+        let members = match early {
+            None => {
+                for (index, entry) in entries.iter().enumerate() {
+                    settings.emit(Event::MemberStarted {
+                        index,
+                        name: &entry.name,
+                    });
+                }
+                members
+            }
+            Some(_) => Vec::new(),
+        };
+        RunLoop {
+            members: start(members),
+            running: entries.len(),
+            working: entries.iter().filter(|entry| !entry.watcher).count(),
+            entries,
+            settings,
+            state,
+            parent,
+            remote,
+            phase: if early.is_some() {
+                Phase::Done
+            } else {
+                Phase::Running
+            },
+            started,
+            began: early.map(|_| started),
+            announced: false,
+            cancelled: early.map(|reason| (started, reason)),
+            own: Waiter::new(),
+            from_parent: Waiter::new(),
+            remote_waiter: Waiter::new(),
         }
     }
 
-    fn cancel_all(&mut self) {
-        // Dropping a member runs its destructors here; one that panics must
-        // not unwind through `run`.
-        let set = self.set.take();
-        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(set)));
-    }
-
-    fn poll_gone(&mut self, _cx: &mut Context<'_>, _late: &mut Vec<Done>) -> Poll<()> {
-        // In-task members are dropped synchronously by `cancel_all`, and the
-        // ones that ended were dropped by `FuturesUnordered` as they ended.
-        Poll::Ready(())
-    }
-}
-
-pub(crate) struct Spawned<R: Runtime> {
-    pub(crate) runtime: R,
-    // Boxed because the receiver keeps its listener inline and is !Unpin.
-    pub(crate) rx: Pin<Box<async_channel::Receiver<Done>>>,
-    /// For cancelling; dropping them cancels too (the runtime contract).
-    pub(crate) tasks: Vec<R::Task>,
-}
-
-impl<R: Runtime> Driver for Spawned<R> {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Done>> {
-        self.rx.poll_next_unpin(cx)
-    }
-
-    fn cancel_all(&mut self) {
-        for task in &mut self.tasks {
-            self.runtime.cancel(task);
-        }
-    }
-
-    fn poll_gone(&mut self, cx: &mut Context<'_>, late: &mut Vec<Done>) -> Poll<()> {
-        // Each task's future holds a sender, dropped after the member
-        // future: the channel closes when the last of them is gone. One
-        // wake-up for the whole group, rather than a join per task. A member
-        // that ended just as it was cancelled is still in the channel: its
-        // real outcome wins over `Cancelled`.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            match self.rx.poll_next_unpin(cx) {
-                Poll::Ready(Some(done)) => late.push(done),
-                Poll::Ready(None) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
+            let gone = self.collect(cx);
+            follow_parent(&self.state, self.parent.as_ref());
+            let step = match mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Done => return self.remote.poll_empty(cx, &mut self.remote_waiter),
+                Phase::Cancelling if !gone => Step::Stay(Phase::Cancelling),
+                // Every member gone: ended, or dropped by its runtime.
+                _ if gone => Step::Go(Phase::Done),
+                Phase::Running => self.running(),
+                Phase::Delaying(sleep) => self.delaying(sleep, cx),
+                Phase::Stopping(deadline) => self.stopping(deadline, cx),
+                Phase::Cancelling => unreachable!("handled above"),
+            };
+            match step {
+                Step::Go(next) => self.phase = next,
+                Step::Stay(phase) => {
+                    self.phase = phase;
+                    if self.wait(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
             }
         }
     }
-}
 
-/// Everything a run needs besides its members.
-pub(crate) struct Plan {
-    pub(crate) names: Arc<Vec<Cow<'static, str>>>,
-    pub(crate) watchers: Vec<bool>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) grace: Option<(Duration, Arc<dyn DynTimer>)>,
-    pub(crate) stop_delay: Option<(Duration, Arc<dyn DynTimer>)>,
-    pub(crate) observers: Vec<Arc<dyn Observer>>,
-    pub(crate) parent: Option<Stop>,
-}
+    fn running(&mut self) -> Step {
+        if self.state.is_stopped() {
+            return Step::Go(self.begin_stop());
+        }
+        let state = self.state.clone();
+        match (state.requests.pending(), &self.settings.stop_delay) {
+            (Some(reason), Some((delay, timer))) => {
+                self.settings.emit(Event::StopRequested {
+                    reason,
+                    delay: *delay,
+                });
+                Step::Go(Phase::Delaying(timer.sleep_boxed(*delay)))
+            }
+            _ => Step::Stay(Phase::Running),
+        }
+    }
 
-impl Plan {
-    fn emit(&self, event: Event<'_>) {
-        for observer in &self.observers {
-            observer.on_event(&event);
+    fn delaying(&mut self, mut sleep: Sleep, cx: &mut Context<'_>) -> Step {
+        if !self.state.is_stopped() && sleep.as_mut().poll(cx).is_pending() {
+            return Step::Stay(Phase::Delaying(sleep));
+        }
+        let reason = self.state.requests.pending().unwrap_or_default().to_owned();
+        self.state.broadcast.stop(None, || Cause::Requested(reason));
+        Step::Go(self.begin_stop())
+    }
+
+    fn stopping(&mut self, mut deadline: Option<Sleep>, cx: &mut Context<'_>) -> Step {
+        if self.running == 0 {
+            return Step::Go(Phase::Done);
+        }
+        let expired = deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+        let reason = match cancel_reason(&self.state, self.parent.as_ref()) {
+            Some(reason) => reason,
+            None if expired => CancelReason::Deadline,
+            // Only watchers are left: they are dismissed, reported `Ok`
+            // (a nested group among them hears its parent cancelling).
+            None if self.working == 0 => CancelReason::Parent,
+            None => return Step::Stay(Phase::Stopping(deadline)),
+        };
+        self.cancelled = Some((Instant::now(), reason));
+        self.state.cancel.set();
+        self.members.cancel(cx);
+        Step::Go(Phase::Cancelling)
+    }
+
+    /// Sleeps until what the phase waits for may have happened. Members
+    /// and sleeps registered as they were polled; this adds the state.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (own, parent): (Condition, Condition) = match self.phase {
+            Phase::Running => (
+                |s| s.is_stopped() || s.requests.pending().is_some(),
+                |s| s.is_stopped(),
+            ),
+            Phase::Delaying(_) => (StopState::is_stopped, StopState::is_stopped),
+            Phase::Stopping(_) => (|s| s.requests.is_forced(), |s| s.cancel.is_set()),
+            Phase::Cancelling | Phase::Done => return Poll::Pending,
+        };
+        let own = self.state.poll_until(cx, &mut self.own, own).is_ready();
+        let parent = match &self.parent {
+            Some(stop) => stop
+                .state()
+                .poll_until(cx, &mut self.from_parent, parent)
+                .is_ready(),
+            None => false,
+        };
+        if own || parent {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Enters the members that ended into the report; returns whether every
+    /// member is gone.
+    fn collect(&mut self, cx: &mut Context<'_>) -> bool {
+        // One clock reading for the batch: their run time is measured here.
+        let now = Instant::now();
+        loop {
+            match self.members.poll_exit(cx) {
+                Poll::Ready(Some(exit)) => self.record(exit, now),
+                Poll::Ready(None) => return true,
+                Poll::Pending => return false,
+            }
+        }
+    }
+
+    /// Enters one exit. Only the exit of the member that began the stop may
+    /// reach the observers before the stop does.
+    fn record(&mut self, exit: Exit, now: Instant) {
+        let trigger = self.state.broadcast.trigger();
+        if self.state.is_stopped() && trigger != Some(exit.index) {
+            self.announce();
+        }
+        let Some(entry) = self.entries.get_mut(exit.index) else {
+            return;
+        };
+        if entry.ended.is_some() {
+            return;
+        }
+        self.settings.emit(Event::MemberExited {
+            index: exit.index,
+            name: &entry.name,
+            outcome: &exit.outcome,
+        });
+        entry.ended = Some((exit.outcome, now - self.started));
+        self.running -= 1;
+        if !entry.watcher {
+            self.working -= 1;
         }
     }
 
     /// Notes that the stop began: tells the observers, arms the deadline.
-    fn begin_stop(
-        &self,
-        stop_began: &mut Option<Instant>,
-        deadline: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    ) {
-        *stop_began = Some(Instant::now());
-        if let Some(cause) = self.shared.cause() {
-            self.emit(Event::StopBegan { cause });
-        }
-        if let Some((grace, timer)) = &self.grace {
-            *deadline = Some(timer.sleep_boxed(*grace));
+    fn begin_stop(&mut self) -> Phase {
+        self.began = Some(Instant::now());
+        self.announce();
+        let grace = self.settings.grace.as_ref();
+        Phase::Stopping(grace.map(|(grace, timer)| timer.sleep_boxed(*grace)))
+    }
+
+    /// Tells the observers the stop began, once.
+    fn announce(&mut self) {
+        let state = self.state.clone();
+        if let (false, Some(cause)) = (self.announced, state.cause()) {
+            self.announced = true;
+            self.settings.emit(Event::StopBegan { cause });
         }
     }
 
-    /// Enters a member that ended on its own into the report.
-    fn record(
-        &self,
-        done: Done,
-        ran_for: Duration,
-        members: &mut [MemberReport],
-        ended: &mut [bool],
-    ) {
-        self.emit(Event::MemberExited {
-            index: done.index,
-            name: &self.names[done.index],
-            outcome: &done.outcome,
-        });
-        ended[done.index] = true;
-        let member = &mut members[done.index];
-        member.outcome = done.outcome;
-        member.ran_for = ran_for;
-    }
-
-    /// Runs the group: tells the observers every member is starting, then
-    /// `start`s them (so no member can act before the observers know it),
-    /// then collects, stops and reports.
-    pub(crate) async fn drive<D: Driver>(self, start: impl FnOnce() -> D) -> Report {
-        let started = Instant::now();
-        let count = self.names.len();
-        // The report, filled in as members end; `ended` says which did.
-        let mut members: Vec<MemberReport> = (0..count)
-            .map(|index| MemberReport {
-                names: self.names.clone(),
-                index,
-                outcome: Outcome::Cancelled,
-                ran_for: Duration::ZERO,
-            })
-            .collect();
-        let mut ended = vec![false; count];
-        if !self.observers.is_empty() {
-            for (index, name) in self.names.iter().enumerate() {
-                self.emit(Event::MemberStarted { index, name });
-            }
-        }
-        let mut driver = start();
-        let mut running = count;
-        // Members that are not watchers and have not ended.
-        let mut working = self.watchers.iter().filter(|w| !**w).count();
-        let mut stop_began: Option<Instant> = None;
-        let mut deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
-        // The stop delay's sleep, once a request is pending.
-        let mut delay: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
-        let mut own = Waiter::new();
-        let mut from_parent = Waiter::new();
-
-        poll_fn(|cx| loop {
-            // A stop from outside is told before the exits it causes; a
-            // member's exit before the stop it causes (below).
-            if stop_began.is_none()
-                && self
-                    .shared
-                    .cause()
-                    .is_some_and(|cause| !matches!(cause, Cause::Finished { .. }))
-            {
-                self.begin_stop(&mut stop_began, &mut deadline);
-            }
-            // One clock reading for the batch of members that ended since
-            // the last wake: their run time is measured to here.
-            let mut now = None;
-            while running > 0 {
-                let done = match driver.poll_next(cx) {
-                    Poll::Ready(Some(done)) => done,
-                    // Members gone without a result: their runtime shut
-                    // down and dropped them. Nothing more will come; they
-                    // are reported cancelled.
-                    Poll::Ready(None) => return Poll::Ready(()),
-                    Poll::Pending => break,
-                };
-                let now = *now.get_or_insert_with(Instant::now);
-                running -= 1;
-                if !self.watchers[done.index] {
-                    working -= 1;
-                }
-                self.record(done, now - started, &mut members, &mut ended);
-            }
-            if let Some(parent) = &self.parent {
-                if let Some(cause) = parent.cause() {
-                    self.shared.stop(|| Cause::Parent(Box::new(cause.clone())));
-                }
-            }
-            if stop_began.is_none() {
-                if let (None, Some(reason), Some((wait, timer))) =
-                    (&delay, self.shared.pending(), &self.stop_delay)
-                {
-                    self.emit(Event::StopRequested {
-                        reason,
-                        delay: *wait,
-                    });
-                    delay = Some(timer.sleep_boxed(*wait));
-                }
-                if let Some(sleep) = &mut delay {
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        let reason = self.shared.pending().cloned().unwrap_or_default();
-                        self.shared.stop(|| Cause::Requested(reason));
-                    }
-                }
-            }
-            if stop_began.is_none() && self.shared.is_stopped() {
-                self.begin_stop(&mut stop_began, &mut deadline);
-            }
-
-            if running == 0 {
-                return Poll::Ready(());
-            }
-
-            if stop_began.is_some() {
-                let expired = deadline
-                    .as_mut()
-                    .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready());
-                if working == 0 || expired || self.shared.is_forced() {
-                    driver.cancel_all();
-                    return Poll::Ready(());
-                }
-            }
-
-            // Sleep until a member ends (registered above), the deadline
-            // passes (registered above), or our or the parent's stop state
-            // moves on; re-check everything if it already has.
-            let began = stop_began.is_some();
-            let delaying = delay.is_some();
-            let own_moved = self
-                .shared
-                .poll_until(cx, &mut own, |shared| {
-                    if began {
-                        shared.is_forced()
-                    } else {
-                        // A pending request matters until its delay runs.
-                        shared.is_stopped() || (!delaying && shared.pending().is_some())
-                    }
-                })
-                .is_ready();
-            // Once our stop has begun, the parent has nothing more to tell
-            // us: if it is forced, it cancels this whole nested group.
-            let parent_moved = match &self.parent {
-                Some(parent) if !began => parent
-                    .shared()
-                    .poll_until(cx, &mut from_parent, Shared::is_stopped)
-                    .is_ready(),
-                _ => false,
-            };
-            if !own_moved && !parent_moved {
-                return Poll::Pending;
-            }
-        })
-        .await;
-
-        let cancelled_at = Instant::now();
-        let mut late = Vec::new();
-        poll_fn(|cx| driver.poll_gone(cx, &mut late)).await;
-        for done in late {
-            if !ended[done.index] {
-                self.record(done, cancelled_at - started, &mut members, &mut ended);
-            }
-        }
-
+    /// The report: members that did not end were cancelled, or dismissed if
+    /// watchers; every `Stop` of the group resolves.
+    fn finish(mut self) -> Report {
+        self.announce();
         let finished = Instant::now();
-        for (index, member) in members.iter_mut().enumerate() {
-            if ended[index] {
-                continue;
-            }
-            let name = &self.names[index];
-            if self.watchers[index] {
-                // Dismissed: a watcher is not waited for.
-                member.outcome = Outcome::Ok;
-                self.emit(Event::MemberExited {
-                    index,
-                    name,
-                    outcome: &Outcome::Ok,
-                });
-            } else {
-                self.emit(Event::MemberCancelled { index, name });
-            }
-            member.ran_for = cancelled_at.saturating_duration_since(started);
+        let (cancelled_at, reason) = self.cancelled.unwrap_or((finished, CancelReason::Runtime));
+        let ran_for = cancelled_at.saturating_duration_since(self.started);
+        let mut members = Vec::with_capacity(self.entries.len());
+        for (index, entry) in mem::take(&mut self.entries).into_iter().enumerate() {
+            let (outcome, ran_for) = match entry.ended {
+                Some(ended) => ended,
+                None => (self.dismiss_or_cancel(index, &entry, reason), ran_for),
+            };
+            members.push(MemberReport {
+                name: entry.name,
+                outcome,
+                ran_for,
+            });
         }
+        self.state.broadcast.end();
         let report = Report {
             members,
-            cause: self.shared.cause().cloned(),
-            drain: stop_began.map_or(Duration::ZERO, |began| finished - began),
+            cause: self.state.cause().cloned(),
+            trigger: self.state.broadcast.trigger(),
+            drain: self.began.map_or(Duration::ZERO, |began| finished - began),
         };
-        self.emit(Event::GroupDone { report: &report });
+        self.settings.emit(Event::GroupDone { report: &report });
         report
+    }
+
+    fn dismiss_or_cancel(&self, index: usize, entry: &Entry, reason: CancelReason) -> Outcome {
+        let name = &entry.name;
+        if entry.watcher {
+            let outcome = Outcome::Ok;
+            self.settings.emit(Event::MemberExited {
+                index,
+                name,
+                outcome: &outcome,
+            });
+            outcome
+        } else {
+            self.settings.emit(Event::MemberCancelled {
+                index,
+                name,
+                reason,
+            });
+            Outcome::Cancelled(reason)
+        }
+    }
+}
+
+/// The parent's stop is the nested group's, with the parent's cause.
+fn follow_parent(state: &StopState, parent: Option<&Stop>) {
+    if let Some(cause) = parent.and_then(Stop::cause) {
+        state
+            .broadcast
+            .stop(None, || Cause::Parent(Box::new(cause.clone())));
+    }
+}
+
+/// Why the group must cancel its members now, if it must: a second stop
+/// request, or its parent cancelling it.
+fn cancel_reason(state: &StopState, parent: Option<&Stop>) -> Option<CancelReason> {
+    if state.requests.is_forced() {
+        Some(CancelReason::SecondRequest)
+    } else if parent.is_some_and(|p| p.state().cancel.is_set()) {
+        Some(CancelReason::Parent)
+    } else {
+        None
     }
 }

@@ -19,12 +19,15 @@ use std::time::Duration;
 ///    cancelled. It resolves to `()` whatever happened; it never panics.
 ///    (The group catches member panics inside the spawned future, so a panic
 ///    never reaches the runtime.)
-/// 3. **Cancel.** [`cancel`](Runtime::cancel) asks the runtime to drop the
-///    spawned future at its next opportunity, and returns at once. (The
-///    group learns that the future is gone from the future itself, so the
-///    runtime need not report it.) Cancelling a finished task does nothing.
-/// 4. **Cancel on drop.** Dropping a `Task` cancels the spawned future, so
-///    dropping a running group (say, under a timeout) leaks no task.
+/// 3. **Cancel on drop.** Dropping a `Task` asks the runtime to drop the
+///    spawned future at its next opportunity, so dropping a running group
+///    (say, under a timeout) leaks no task.
+///
+/// The group cancels its members itself: each spawned future watches the
+/// group's cancellation, polls its member a last time and drops it, on its
+/// own task. So the runtime never drops a member while the group runs, and
+/// a panic in a member — in its `poll` or its `Drop` — is caught inside the
+/// spawned future: it never reaches the runtime.
 ///
 /// # Example
 ///
@@ -77,10 +80,6 @@ use std::time::Duration;
 ///         });
 ///         PoolTask { done, abort }
 ///     }
-///
-///     fn cancel(&self, task: &mut PoolTask) {
-///         task.abort.abort();
-///     }
 /// }
 ///
 /// let mut group = allstop::Group::new();
@@ -97,9 +96,6 @@ pub trait Runtime: Send + Sync + 'static {
     fn spawn<F>(&self, future: F) -> Self::Task
     where
         F: Future<Output = ()> + Send + 'static;
-
-    /// Asks the runtime to drop the spawned future soon; returns at once.
-    fn cancel(&self, task: &mut Self::Task);
 }
 
 /// A source of sleeps, for the grace deadline.
@@ -128,7 +124,7 @@ pub trait Runtime: Send + Sync + 'static {
 /// group.add("ignores the stop", |_stop| futures::future::pending::<Result<(), std::io::Error>>());
 /// group.stop_handle().stop("test");
 /// let report = futures::executor::block_on(group.run());
-/// assert!(matches!(report.members()[0].outcome(), allstop::Outcome::Cancelled));
+/// assert!(matches!(report.members()[0].outcome(), allstop::Outcome::Cancelled(_)));
 /// ```
 pub trait Timer: Send + Sync + 'static {
     /// The future [`sleep`](Timer::sleep) returns.

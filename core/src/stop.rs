@@ -1,17 +1,14 @@
 //! The stop signal every member receives, the handle that stops a group from
 //! outside, and the cause of a stop.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use event_listener::Event;
-
 use crate::latch::Latch;
+use crate::state::StopState;
 use crate::waiter::Waiter;
 
 /// Why a group stopped.
@@ -88,135 +85,6 @@ impl fmt::Display for Cause {
     }
 }
 
-/// The state one group's members, handles and run loop share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// Set once, by the first stop. Being set *is* the broadcast: `OnceLock`
-    /// publishes the cause with release/acquire semantics, so whoever sees
-    /// the group stopped also sees why.
-    cause: OnceLock<Cause>,
-    /// How many times [`StopHandle::stop`] was called. Counted, not flagged,
-    /// because the second request means "stop now".
-    requests: AtomicUsize,
-    /// Set when the grace period is to be cut short.
-    forced: AtomicBool,
-    /// Set when the group delays the first stop request (`Group::stop_delay`).
-    delayed: AtomicBool,
-    /// The first request's reason, while the group delays it.
-    pending: OnceLock<String>,
-    /// The members' names, set when the group runs: the member that ends
-    /// first names itself in the cause.
-    names: OnceLock<Arc<Vec<Cow<'static, str>>>>,
-    /// Woken on the stop and on the force.
-    event: Event,
-}
-
-impl Shared {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Shared {
-            cause: OnceLock::new(),
-            requests: AtomicUsize::new(0),
-            forced: AtomicBool::new(false),
-            delayed: AtomicBool::new(false),
-            pending: OnceLock::new(),
-            names: OnceLock::new(),
-            event: Event::new(),
-        })
-    }
-
-    /// Begins the stop with `cause` unless it has begun. Returns whether
-    /// this call began it.
-    pub(crate) fn stop(&self, cause: impl FnOnce() -> Cause) -> bool {
-        if self.is_stopped() {
-            return false;
-        }
-        let mut began = false;
-        self.cause.get_or_init(|| {
-            began = true;
-            cause()
-        });
-        if began {
-            // `notify` issues a SeqCst fence first, so a listener registered
-            // before it is woken and one registered after it sees the cause.
-            self.event.notify(usize::MAX);
-        }
-        began
-    }
-
-    pub(crate) fn request(&self, reason: String) {
-        // Relaxed is enough: the count only decides first vs. later; the
-        // cause and the force are published by `OnceLock` and `force`.
-        let earlier = self.requests.fetch_add(1, Ordering::Relaxed);
-        if earlier > 0 {
-            // A later request means now: begin the stop if a delay still
-            // holds it back (with the first request's reason), and cut the
-            // grace short.
-            self.stop(|| Cause::Requested(self.pending.get().cloned().unwrap_or(reason)));
-            self.force();
-        } else if self.delayed.load(Ordering::Relaxed) {
-            // The run loop sees the pending request (the `OnceLock` publishes
-            // it), announces it, and begins the stop after the delay.
-            let _ = self.pending.set(reason);
-            self.event.notify(usize::MAX);
-        } else {
-            self.stop(|| Cause::Requested(reason));
-        }
-    }
-
-    pub(crate) fn set_names(&self, names: Arc<Vec<Cow<'static, str>>>) {
-        let _ = self.names.set(names);
-    }
-
-    pub(crate) fn member_name(&self, index: usize) -> String {
-        self.names
-            .get()
-            .and_then(|names| names.get(index))
-            .map_or_else(|| format!("#{index}"), |name| name.to_string())
-    }
-
-    /// Makes the first stop request wait for the run loop's delay.
-    pub(crate) fn delay_requests(&self) {
-        // Relaxed: set while the group is built, before any run.
-        self.delayed.store(true, Ordering::Relaxed);
-    }
-
-    /// The first request's reason, while a stop delay holds it back.
-    pub(crate) fn pending(&self) -> Option<&String> {
-        self.pending.get()
-    }
-
-    pub(crate) fn force(&self) {
-        // Release pairs with the Acquire in `is_forced`; the notify wakes
-        // the run loop, which re-reads the flag.
-        if !self.forced.swap(true, Ordering::AcqRel) {
-            self.event.notify(usize::MAX);
-        }
-    }
-
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.cause.get().is_some()
-    }
-
-    pub(crate) fn is_forced(&self) -> bool {
-        self.forced.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn cause(&self) -> Option<&Cause> {
-        self.cause.get()
-    }
-
-    /// Waits until `condition` holds on this state; it is re-checked each
-    /// time the stop or the force is announced.
-    pub(crate) fn poll_until(
-        &self,
-        cx: &mut Context<'_>,
-        waiter: &mut Waiter,
-        condition: impl Fn(&Shared) -> bool,
-    ) -> Poll<()> {
-        waiter.poll(cx, &self.event, || condition(self))
-    }
-}
-
 /// The stop signal a member receives: a future that resolves once the group
 /// begins to stop.
 ///
@@ -244,21 +112,20 @@ impl Shared {
 /// Awaiting `&mut stop` in a `select!` loop and dropping that await is
 /// safe: no stop is lost, and the next await sees it.
 pub struct Stop {
-    shared: Arc<Shared>,
-    /// A child's own trigger (see [`Stop::child`]); `None` for the group's
-    /// own signal.
-    local: Option<Arc<Latch>>,
+    state: Arc<StopState>,
+    /// The group's stop latch, or for a child (see [`Stop::child`]) a latch
+    /// chained to it: set when the group stops or the child's trigger fires.
+    latch: Arc<Latch>,
     waiter: Waiter,
-    local_waiter: Waiter,
 }
 
 impl Stop {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(state: Arc<StopState>) -> Self {
+        let latch = state.broadcast.latch().clone();
         Stop {
-            shared,
-            local: None,
+            state,
+            latch,
             waiter: Waiter::new(),
-            local_waiter: Waiter::new(),
         }
     }
 
@@ -273,7 +140,7 @@ impl Stop {
     /// assert!(stop.is_stopped());
     /// ```
     pub fn never() -> Self {
-        Stop::new(Shared::new())
+        Stop::new(StopState::new())
     }
 
     /// A child signal: it fires when this one does, or when its
@@ -298,15 +165,11 @@ impl Stop {
     /// assert!(other.is_stopped());
     /// ```
     pub fn child(&self) -> (Stop, StopTrigger) {
-        let latch = match &self.local {
-            Some(local) => local.child(),
-            None => Latch::new(),
-        };
+        let latch = self.latch.child();
         let child = Stop {
-            shared: self.shared.clone(),
-            local: Some(latch.clone()),
+            state: self.state.clone(),
+            latch: latch.clone(),
             waiter: Waiter::new(),
-            local_waiter: Waiter::new(),
         };
         (child, StopTrigger { latch })
     }
@@ -351,7 +214,7 @@ impl Stop {
     /// assert!(stop.is_stopped());
     /// ```
     pub fn is_stopped(&self) -> bool {
-        self.shared.is_stopped() || self.local.as_ref().is_some_and(|l| l.is_set())
+        self.latch.is_set()
     }
 
     /// Why the group is stopping, once it is.
@@ -366,7 +229,7 @@ impl Stop {
     /// assert_eq!(stop.cause(), Some(&Cause::Requested("deploy".into())));
     /// ```
     pub fn cause(&self) -> Option<&Cause> {
-        self.shared.cause()
+        self.state.cause()
     }
 
     /// A handle that stops this group, for a member that decides the group
@@ -380,12 +243,12 @@ impl Stop {
     /// ```
     pub fn handle(&self) -> StopHandle {
         StopHandle {
-            shared: self.shared.clone(),
+            state: self.state.clone(),
         }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    pub(crate) fn state(&self) -> &Arc<StopState> {
+        &self.state
     }
 }
 
@@ -393,10 +256,9 @@ impl Clone for Stop {
     fn clone(&self) -> Self {
         // A clone waits on its own: it does not share the listener.
         Stop {
-            shared: self.shared.clone(),
-            local: self.local.clone(),
+            state: self.state.clone(),
+            latch: self.latch.clone(),
             waiter: Waiter::new(),
-            local_waiter: Waiter::new(),
         }
     }
 }
@@ -430,7 +292,8 @@ impl StopTrigger {
 impl fmt::Debug for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stop")
-            .field("cause", &self.shared.cause())
+            .field("cause", &self.state.cause())
+            .field("stopped", &self.is_stopped())
             .finish_non_exhaustive()
     }
 }
@@ -440,13 +303,7 @@ impl Future for Stop {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if let Some(local) = &this.local {
-            if local.poll_set(cx, &mut this.local_waiter).is_ready() {
-                return Poll::Ready(());
-            }
-        }
-        this.shared
-            .poll_until(cx, &mut this.waiter, Shared::is_stopped)
+        this.latch.poll_set(cx, &mut this.waiter)
     }
 }
 
@@ -468,12 +325,12 @@ impl Future for Stop {
 /// ```
 #[derive(Clone)]
 pub struct StopHandle {
-    shared: Arc<Shared>,
+    state: Arc<StopState>,
 }
 
 impl StopHandle {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        StopHandle { shared }
+    pub(crate) fn new(state: Arc<StopState>) -> Self {
+        StopHandle { state }
     }
 
     /// Asks the group to stop, giving the reason that becomes the stop's
@@ -493,7 +350,7 @@ impl StopHandle {
     /// assert!(handle.is_stopped());
     /// ```
     pub fn stop(&self, reason: impl Into<String>) {
-        self.shared.request(reason.into());
+        self.state.request(reason.into());
     }
 
     /// Whether the group has begun to stop, for any cause.
@@ -503,7 +360,7 @@ impl StopHandle {
     /// assert!(!group.stop_handle().is_stopped());
     /// ```
     pub fn is_stopped(&self) -> bool {
-        self.shared.is_stopped()
+        self.state.is_stopped()
     }
 
     /// A [`Stop`] future for this group, for code outside the group that
@@ -516,14 +373,14 @@ impl StopHandle {
     /// futures::executor::block_on(handle.stop_signal()); // ready at once
     /// ```
     pub fn stop_signal(&self) -> Stop {
-        Stop::new(self.shared.clone())
+        Stop::new(self.state.clone())
     }
 }
 
 impl fmt::Debug for StopHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StopHandle")
-            .field("cause", &self.shared.cause())
+            .field("cause", &self.state.cause())
             .finish_non_exhaustive()
     }
 }
@@ -531,46 +388,10 @@ impl fmt::Debug for StopHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn first_stop_wins_and_notifies_once() {
-        let shared = Shared::new();
-        assert!(shared.stop(|| Cause::Requested("one".into())));
-        assert!(!shared.stop(|| unreachable!("the cause is only built by the first stop")));
-        assert_eq!(shared.cause(), Some(&Cause::Requested("one".into())));
-        assert!(!shared.is_forced());
-    }
-
-    #[test]
-    fn the_second_request_forces() {
-        let shared = Shared::new();
-        shared.request("one".into());
-        assert!(!shared.is_forced());
-        shared.request("two".into());
-        assert!(shared.is_forced());
-        assert_eq!(shared.cause(), Some(&Cause::Requested("one".into())));
-    }
-
-    #[test]
-    fn a_member_stop_is_not_a_request() {
-        let shared = Shared::new();
-        shared.stop(|| Cause::Finished {
-            member: "m".into(),
-            how: Finish::Ok,
-        });
-        shared.request("first request".into());
-        assert!(
-            !shared.is_forced(),
-            "one request after a member exit forced"
-        );
-        shared.request("second request".into());
-        assert!(shared.is_forced());
-        assert!(matches!(shared.cause(), Some(Cause::Finished { .. })));
-    }
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn a_waiter_registered_before_the_stop_is_woken() {
-        use std::sync::atomic::AtomicUsize;
         use std::task::Wake;
 
         struct Count(AtomicUsize);
@@ -579,13 +400,13 @@ mod tests {
                 self.0.fetch_add(1, Ordering::SeqCst);
             }
         }
-        let shared = Shared::new();
+        let state = StopState::new();
         let woken = Arc::new(Count(AtomicUsize::new(0)));
         let waker = std::task::Waker::from(woken.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut stop = Stop::new(shared.clone());
+        let mut stop = Stop::new(state.clone());
         assert!(Pin::new(&mut stop).poll(&mut cx).is_pending());
-        shared.stop(|| Cause::Requested("x".into()));
+        state.broadcast.stop(None, || Cause::Requested("x".into()));
         assert_eq!(woken.0.load(Ordering::SeqCst), 1);
         assert!(Pin::new(&mut stop).poll(&mut cx).is_ready());
     }

@@ -130,7 +130,16 @@ impl TaskTracker {
     /// Safe to drop and call again.
     pub async fn wait(&self) {
         let mut waiter = Waiter::new();
-        poll_fn(|cx| waiter.poll(cx, &self.inner.empty, || self.is_empty())).await
+        poll_fn(|cx| self.poll_empty(cx, &mut waiter)).await
+    }
+
+    /// Ready once no task is counted: [`wait`](TaskTracker::wait) as a poll.
+    pub(crate) fn poll_empty(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        waiter: &mut Waiter,
+    ) -> std::task::Poll<()> {
+        waiter.poll(cx, &self.inner.empty, || self.is_empty())
     }
 }
 

@@ -6,7 +6,7 @@ use crate::report::Outcome;
 /// An [`Observer`] that reports the group's lifecycle as [`tracing`]
 /// events, target `allstop`: members starting (debug), a stop requested or
 /// beginning with its cause (info), members exiting (info when `Ok`, error
-/// otherwise), members cancelled at the deadline (warn), and the group done
+/// otherwise), members cancelled, with the reason (warn), and the group done
 /// with its drain time (info).
 ///
 /// ```
@@ -32,10 +32,10 @@ impl Observer for Tracing {
                 Outcome::Ok => tracing::info!(target: "allstop", member = %name, "member exited"),
                 other => tracing::error!(target: "allstop", member = %name, "member {other}"),
             },
-            Event::MemberCancelled { name, .. } => tracing::warn!(
+            Event::MemberCancelled { name, reason, .. } => tracing::warn!(
                 target: "allstop",
                 member = %name,
-                "member cancelled: did not stop before the deadline"
+                "member cancelled: {reason}"
             ),
             Event::GroupDone { report } => match report.cause() {
                 Some(cause) => tracing::info!(

@@ -248,10 +248,6 @@ impl allstop::Runtime for Pool {
         });
         PoolTask { done, abort }
     }
-
-    fn cancel(&self, task: &mut PoolTask) {
-        task.abort.abort();
-    }
 }
 
 /// A gate futures wait at until the test opens it.

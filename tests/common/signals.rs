@@ -88,6 +88,6 @@ pub fn signal_stops_the_group_and_a_second_cuts_the_grace<M, Fut>(
     assert!(report.member("signals").unwrap().outcome().is_ok());
     assert!(matches!(
         report.member("hung").unwrap().outcome(),
-        Outcome::Cancelled
+        Outcome::Cancelled(allstop::CancelReason::SecondRequest)
     ));
 }

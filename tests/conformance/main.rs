@@ -1,11 +1,10 @@
-//! The conformance suite, instantiated once per run mode (DESIGN.md R3).
-//!
-//! Every test in `suite.rs` runs in every mode below, bounded by a timeout.
+//! The conformance suite: every test is written once, in `suite.rs`, and
+//! runs in every mode below (in-task and spawned, on `futures`' executor,
+//! tokio current-thread and multi-thread, and smol), bounded by a timeout.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod props;
-mod suite;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -123,122 +122,73 @@ impl Exec for Smol {
     }
 }
 
-/// Lists every test of the suite, for `instantiate!`.
-macro_rules! for_each_test {
-    ($callback:ident!($($args:tt)*)) => {
-        $callback!($($args)*;
-            first_ok_exit_stops_all,
-            first_err_exit_stops_all_and_comes_back_unchanged,
-            single_member_error_comes_back_unchanged,
-            first_panic_stops_all,
-            panic_while_starting_is_an_outcome,
-            stop_is_broadcast_once_and_ready_for_late_pollers,
-            run_returns_after_every_member_is_dropped,
-            report_lists_members_in_order,
-            deadline_cancels_a_member_that_ignores_the_stop,
-            deadline_on_the_real_timer,
-            external_stop_with_cause,
-            second_request_cuts_the_grace_short,
-            second_request_cuts_an_unbounded_wait_short,
-            nested_group_stops_with_its_parent,
-            nested_group_failure_stops_the_parent,
-            nested_group_is_forced_with_its_parent,
-            empty_group_returns_at_once,
-            exit_code_follows_the_outcomes,
-            cause_is_the_trigger_not_the_reaction,
-            clean_first_exit_stays_the_cause,
-            hundred_members_each_awaited,
-            slow_error_after_stop_leaks_nothing,
-            panic_is_not_hidden_by_later_exits,
-            hung_member_is_named_and_the_rest_stop,
-            watcher_is_dismissed_when_the_workers_end,
-            watcher_exit_stops_the_group,
-            observer_sees_the_lifecycle_in_order,
-            stop_before_run,
-            dropping_the_run_drops_every_member,
-            member_on_another_runtime,
-            stop_delay_announces_then_stops,
-            second_request_skips_the_stop_delay,
-        );
+/// Defines one test of the suite, written once and generic over its mode
+/// `M`, and instantiates it in every mode: a module named after the test
+/// with one `#[test]` per mode (`suite::<test>::<mode>`), each bounded by
+/// [`common::bounded`]. As tokio's `rt_test!` does.
+macro_rules! conformance {
+    ($(#[$attr:meta])* fn $name:ident<$M:ident>() $body:block) => {
+        $(#[$attr])*
+        pub fn $name<$M: crate::suite::Mode>() $body
+
+        mod $name {
+            conformance!(@mode $name in_task: crate::InTask<crate::Futures>);
+            conformance!(@mode $name spawned_on_a_thread_pool: crate::Spawned<crate::Futures>);
+            #[cfg(feature = "tokio")]
+            conformance!(@mode $name tokio_current_thread: crate::Spawned<crate::Tokio<false>>);
+            #[cfg(feature = "tokio")]
+            conformance!(@mode $name tokio_multi_thread: crate::Spawned<crate::Tokio<true>>);
+            #[cfg(feature = "tokio")]
+            conformance!(@mode $name tokio_in_task: crate::InTask<crate::Tokio<false>>);
+            #[cfg(feature = "smol")]
+            conformance!(@mode $name smol_spawned: crate::Spawned<crate::Smol>);
+            #[cfg(feature = "smol")]
+            conformance!(@mode $name smol_in_task: crate::InTask<crate::Smol>);
+        }
+    };
+    (@mode $name:ident $mode:ident: $ty:ty) => {
+        #[test]
+        fn $mode() {
+            crate::common::bounded(|| super::$name::<$ty>());
+        }
     };
 }
 
-/// Generates one `#[test]` per suite test for `$mode`.
-macro_rules! instantiate {
-    ($mode:ty; $($test:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $test() {
-                crate::common::bounded(|| crate::suite::$test::<$mode>());
-            }
-        )*
-    };
-}
+// After the macro: a `macro_rules!` is visible only below its definition.
+mod hostile;
+mod suite;
 
-mod in_task {
-    for_each_test!(instantiate!(crate::InTask<crate::Futures>));
-}
-
-#[cfg(feature = "tokio")]
-mod tokio_current_thread {
-    for_each_test!(instantiate!(crate::Spawned<crate::Tokio<false>>));
-}
-
-#[cfg(feature = "tokio")]
-mod tokio_multi_thread {
-    for_each_test!(instantiate!(crate::Spawned<crate::Tokio<true>>));
-}
-
-#[cfg(feature = "tokio")]
-mod tokio_in_task {
-    for_each_test!(instantiate!(crate::InTask<crate::Tokio<false>>));
-}
-
-#[cfg(feature = "smol")]
-mod smol_spawned {
-    for_each_test!(instantiate!(crate::Spawned<crate::Smol>));
-}
-
-#[cfg(feature = "smol")]
-mod smol_in_task {
-    for_each_test!(instantiate!(crate::InTask<crate::Smol>));
-}
-
-mod spawned_on_a_thread_pool {
-    for_each_test!(instantiate!(crate::Spawned<crate::Futures>));
-
-    /// S5: every member's result is sent, and its task ends, while the
-    /// collector is not polled at all.
-    #[test]
-    fn collection_never_blocks_a_member() {
-        crate::common::bounded(|| {
-            let pool = crate::common::Pool::new();
-            let mut group = allstop::Group::new();
-            // Holds the run open until the test has seen the others end.
-            let (release, gate) = futures::channel::oneshot::channel::<()>();
-            group.add("gate", |_stop| async move {
-                let _ = gate.await;
+/// Guarantee 4: every member's result is sent, and its task ends, while the
+/// collector is not polled at all.
+#[test]
+fn collection_never_blocks_a_member() {
+    crate::common::bounded(|| {
+        let pool = crate::common::Pool::new();
+        let mut group = allstop::Group::new();
+        // Holds the run open until the test has seen the others end.
+        let (release, gate) = futures::channel::oneshot::channel::<()>();
+        group.add("gate", |_stop| async move {
+            let _ = gate.await;
+            Ok::<(), std::io::Error>(())
+        });
+        for i in 0..50 {
+            group.add(format!("m{i}"), |_stop| async {
                 Ok::<(), std::io::Error>(())
             });
-            for i in 0..50 {
-                group.add(format!("m{i}"), |_stop| async {
-                    Ok::<(), std::io::Error>(())
-                });
-            }
-            let mut run = group.run_spawned(pool.clone());
-            let waker = futures::task::noop_waker();
-            let mut cx = std::task::Context::from_waker(&waker);
-            // One poll spawns the members; then the collector sleeps while
-            // all 50 finish, send and end.
-            let first = std::future::Future::poll(std::pin::Pin::new(&mut run), &mut cx);
-            assert!(first.is_pending());
-            pool.finished.wait_for(50);
-            release.send(()).unwrap();
-            let report = futures::executor::block_on(run);
-            assert_eq!(report.members().len(), 51);
-            assert!(report.is_success());
-        });
-    }
+        }
+        let mut run = group.run_spawned(pool.clone());
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        // One poll spawns the members; then the collector sleeps while
+        // all 50 finish, send and end.
+        let first = std::future::Future::poll(std::pin::Pin::new(&mut run), &mut cx);
+        assert!(first.is_pending());
+        pool.finished.wait_for(50);
+        release.send(()).unwrap();
+        let report = futures::executor::block_on(run);
+        assert_eq!(report.members().len(), 51);
+        assert!(report.is_success());
+    });
 }
 
 /// A runtime that has shut down: it drops whatever it is given.
@@ -254,8 +204,6 @@ impl allstop::Runtime for ShutDown {
         drop(future);
         std::future::ready(())
     }
-
-    fn cancel(&self, _task: &mut Self::Task) {}
 }
 
 /// Members that their runtime drops without a result are reported
@@ -275,10 +223,10 @@ fn members_dropped_by_their_runtime_are_cancelled() {
         }
         let report = futures::executor::block_on(group.run_spawned(ShutDown));
         assert_eq!(drops.get(), 3);
-        assert!(report
-            .members()
-            .iter()
-            .all(|m| matches!(m.outcome(), allstop::Outcome::Cancelled)));
+        assert!(report.members().iter().all(|m| matches!(
+            m.outcome(),
+            allstop::Outcome::Cancelled(allstop::CancelReason::Runtime)
+        )));
         assert_eq!(report.cause(), None);
         assert!(report
             .to_string()

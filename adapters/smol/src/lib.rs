@@ -36,7 +36,7 @@ mod runtime;
 mod signals;
 
 pub use runtime::{Smol, SmolSleep, SmolTask};
-pub use signals::signals;
+pub use signals::{signals, Signals};
 
 #[cfg(feature = "pprof")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]

@@ -83,7 +83,7 @@ pub struct SmolTask {
 
 enum State {
     Running(smol::Task<()>),
-    /// Cancelled or finished.
+    /// Finished: a `smol::Task` must not be polled again.
     Done,
 }
 
@@ -127,12 +127,6 @@ impl allstop_core::Runtime for Smol {
         SmolTask {
             state: State::Running(self.spawn_task(future)),
         }
-    }
-
-    fn cancel(&self, task: &mut SmolTask) {
-        // Dropping a smol task cancels it: the executor drops the future
-        // at its next opportunity.
-        task.state = State::Done;
     }
 }
 

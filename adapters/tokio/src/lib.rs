@@ -37,7 +37,7 @@ mod runtime;
 mod signals;
 
 pub use runtime::{Tokio, TokioTask};
-pub use signals::signals;
+pub use signals::{signals, Signals};
 
 #[cfg(feature = "pprof")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]

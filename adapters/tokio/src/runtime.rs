@@ -38,8 +38,10 @@ impl Tokio {
     /// # Panics
     ///
     /// Spawning or sleeping panics when there is no current runtime, as
-    /// `tokio::spawn` does: drive the group inside a tokio runtime, or use
-    /// [`Tokio::with_handle`].
+    /// `tokio::spawn` does, with a message that says what to do: drive the
+    /// group inside a tokio runtime, or use [`Tokio::with_handle`] (for a
+    /// member added with `add_on` in a group that runs elsewhere, say). A
+    /// member that spawns is reported `Panicked` with that message.
     pub fn new() -> Self {
         Tokio { handle: None }
     }
@@ -57,7 +59,7 @@ impl Tokio {
     /// group.add("ignores the stop", |_stop| futures::future::pending::<Result<(), std::io::Error>>());
     /// // Driven from a plain thread; the members and the deadline run on `runtime`.
     /// let report = futures::executor::block_on(group.run_spawned(tokio));
-    /// assert!(matches!(report.members()[1].outcome(), allstop::Outcome::Cancelled));
+    /// assert!(matches!(report.members()[1].outcome(), allstop::Outcome::Cancelled(_)));
     /// ```
     pub fn with_handle(handle: Handle) -> Self {
         Tokio {
@@ -85,6 +87,22 @@ impl Drop for TokioTask {
     }
 }
 
+impl Tokio {
+    /// The runtime to use: the given one, or the current one.
+    fn handle(&self) -> Handle {
+        match &self.handle {
+            Some(handle) => handle.clone(),
+            None => Handle::try_current().unwrap_or_else(|_| {
+                panic!(
+                    "allstop::tokio::Tokio::new() spawns and sleeps on the current tokio \
+                     runtime, and there is none here: run the group inside a tokio runtime, \
+                     or use Tokio::with_handle(handle) to reach one from elsewhere"
+                )
+            }),
+        }
+    }
+}
+
 impl allstop_core::Runtime for Tokio {
     type Task = TokioTask;
 
@@ -92,15 +110,7 @@ impl allstop_core::Runtime for Tokio {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        TokioTask(match &self.handle {
-            Some(handle) => handle.spawn(future),
-            None => tokio::spawn(future),
-        })
-    }
-
-    fn cancel(&self, task: &mut TokioTask) {
-        // Tokio drops the future the next time it would poll it.
-        task.0.abort();
+        TokioTask(self.handle().spawn(future))
     }
 }
 
@@ -111,7 +121,7 @@ impl allstop_core::Timer for Tokio {
         // A tokio sleep registers with the timer of the runtime it is made
         // in: enter the given runtime, so that `with_handle` works from
         // anywhere (as smol's timer does).
-        let _entered = self.handle.as_ref().map(Handle::enter);
+        let _entered = self.handle().enter();
         tokio::time::sleep(duration)
     }
 }

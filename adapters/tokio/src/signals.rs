@@ -1,12 +1,11 @@
 //! Stopping a group on SIGINT or SIGTERM.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use allstop_core::Stop;
-
-/// The future of the [`signals`] member.
-pub type Signals = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 
 /// A member that stops the group on SIGINT (Ctrl-C) or SIGTERM, with the
 /// signal as the cause (`stop requested: SIGTERM received`); a second signal
@@ -33,7 +32,31 @@ pub type Signals = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 /// process by itself. On platforms other than Unix only Ctrl-C is handled. If
 /// the handlers cannot be installed the member fails, which stops the group.
 pub fn signals() -> impl FnOnce(Stop) -> Signals + Send + 'static {
-    |stop: Stop| Box::pin(listen(stop))
+    |stop: Stop| Signals {
+        listening: Box::pin(listen(stop)),
+    }
+}
+
+/// The future of the [`signals`] member: listens for signals until it is
+/// dropped, and fails only if the handlers cannot be installed. The same
+/// type, by the same name, in both adapters.
+#[must_use = "futures do nothing unless polled"]
+pub struct Signals {
+    listening: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
+}
+
+impl fmt::Debug for Signals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signals").finish_non_exhaustive()
+    }
+}
+
+impl Future for Signals {
+    type Output = std::io::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.listening.as_mut().poll(cx)
+    }
 }
 
 #[cfg(unix)]
