@@ -99,7 +99,7 @@ fn assert_cpu_profile(response: &Response, busy: bool) {
     assert!(profile.duration_nanos > 0);
 }
 
-// D1: a CPU profile decodes, with the pprof crate's own types, into a
+// a CPU profile decodes, with the pprof crate's own types, into a
 // profile with samples of type samples/cpu and a duration.
 pub fn profile_is_a_gzipped_pprof_protobuf<N: Net>() {
     let _turn = profiler_turn();
@@ -114,7 +114,7 @@ pub fn profile_is_a_gzipped_pprof_protobuf<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
-// D1: the same profile as an SVG flamegraph.
+// the same profile as an SVG flamegraph.
 pub fn flamegraph_is_svg<N: Net>() {
     let _turn = profiler_turn();
     let (group, addr, _debug) = debug_serving::<N>(Config::default());
@@ -135,7 +135,7 @@ pub fn flamegraph_is_svg<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
-// D1: bad input gets a status and a message saying what is accepted.
+// bad input gets a status and a message saying what is accepted.
 pub fn bad_requests_get_clear_errors<N: Net>() {
     let (group, addr, _debug) = debug_serving::<N>(Config::default());
     let handle = group.stop_handle();
@@ -241,7 +241,7 @@ fn wait_profiling(addr: SocketAddr) {
     }
 }
 
-// D1: a second profile while one runs gets 409; a running profile never
+// a second profile while one runs gets 409; a running profile never
 // holds the shutdown: the stop ends it early, with what it has.
 pub fn second_profile_conflicts_and_the_stop_ends_the_first<N: Net>() {
     let _turn = profiler_turn();
@@ -271,7 +271,7 @@ pub fn second_profile_conflicts_and_the_stop_ends_the_first<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
-// D2: /healthz answers while up; /readyz turns 503 from the moment a stop
+// /healthz answers while up; /readyz turns 503 from the moment a stop
 // is requested, while the server keeps serving through the stop delay.
 pub fn readyz_fails_from_the_stop_request<N: Net>() {
     let timer = ManualTimer::new();
@@ -292,7 +292,7 @@ pub fn readyz_fails_from_the_stop_request<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
-// D2: /debug/group shows the members and their states, before and after a
+// /debug/group shows the members and their states, before and after a
 // member exits.
 pub fn group_status_follows_the_members<N: Net>() {
     // A long idle grace keeps our keep-alive connection open through the

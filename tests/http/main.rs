@@ -129,7 +129,7 @@ fn a_group_spanning_tokio_and_smol_stops_cleanly() {
     crate::common::bounded(crate::cases::a_group_spanning_tokio_and_smol_stops_cleanly);
 }
 
-/// D3: the one-line debug server listens on loopback, on 127.0.0.1:8001
+/// The one-line debug server listens on loopback, on 127.0.0.1:8001
 /// (a test about that fixed port: tokio, then smol, one after the other).
 #[cfg(all(feature = "tokio", feature = "smol", feature = "pprof"))]
 #[test]
