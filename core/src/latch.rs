@@ -10,6 +10,9 @@
 //!    up its chain is set, and every latch of one chain notifies the same
 //!    event, so a waiter on any of them is woken by any of them.
 
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicBool, Ordering};
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -71,7 +74,73 @@ impl Latch {
     }
 }
 
-#[cfg(test)]
+/// A model check of the invariants above: loom runs every interleaving of
+/// the threads (event-listener's internals included, through its `loom`
+/// feature). `RUSTFLAGS="--cfg loom" cargo test -p allstop-core --lib
+/// --release loom`; `.ci/run` runs it.
+#[cfg(all(test, loom))]
+mod model {
+    use std::future::poll_fn;
+
+    use super::*;
+
+    fn wait(latch: &Latch) {
+        let mut waiter = Waiter::new();
+        loom::future::block_on(poll_fn(|cx| latch.poll_set(cx, &mut waiter)));
+    }
+
+    // Invariant 2: however the set and the wait interleave, the waiter is
+    // woken (loom reports a thread left asleep as a deadlock).
+    #[test]
+    fn loom_a_waiter_is_never_left_asleep() {
+        loom::model(|| {
+            let latch = Latch::new();
+            let setter = {
+                let latch = latch.clone();
+                loom::thread::spawn(move || {
+                    latch.set();
+                })
+            };
+            wait(&latch);
+            assert!(latch.is_set());
+            setter.join().unwrap();
+        });
+    }
+
+    // Invariant 3: a waiter on a child is woken by its parent's set.
+    #[test]
+    fn loom_a_child_waiter_is_woken_by_its_parent() {
+        loom::model(|| {
+            let parent = Latch::new();
+            let child = parent.child();
+            let setter = {
+                let parent = parent.clone();
+                loom::thread::spawn(move || {
+                    parent.set();
+                })
+            };
+            wait(&child);
+            setter.join().unwrap();
+        });
+    }
+
+    // Invariant 1: of two racing sets, exactly one sets the flag.
+    #[test]
+    fn loom_racing_sets_set_once() {
+        loom::model(|| {
+            let latch = Latch::new();
+            let other = {
+                let latch = latch.clone();
+                loom::thread::spawn(move || latch.set())
+            };
+            let mine = latch.set();
+            let theirs = other.join().unwrap();
+            assert!(mine ^ theirs);
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
