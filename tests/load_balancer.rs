@@ -66,33 +66,8 @@ const LOAD_LIMIT: Duration = Duration::from_secs(40);
 /// The `haproxy` binary, installed with apt-get on first use if it is not
 /// there (CI runs as root on a fresh Debian machine).
 fn haproxy() -> &'static str {
-    static PATH: OnceLock<&'static str> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let found = || {
-            ["haproxy", "/usr/sbin/haproxy"].into_iter().find(|path| {
-                Command::new(path)
-                    .arg("-v")
-                    .output()
-                    .is_ok_and(|output| output.status.success())
-            })
-        };
-        if let Some(path) = found() {
-            return path;
-        }
-        eprintln!("haproxy is not installed: installing it with apt-get");
-        for args in [
-            &["update", "-qq"][..],
-            &["install", "-y", "-qq", "--no-install-recommends", "haproxy"],
-        ] {
-            let status = Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .expect("apt-get, to install haproxy");
-            assert!(status.success(), "apt-get {args:?} failed");
-        }
-        found().expect("haproxy, just installed")
-    })
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| common::debian_tool("haproxy", "haproxy"))
 }
 
 /// One run at a time: two runs side by side on a 2-core machine would

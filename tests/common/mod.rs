@@ -294,7 +294,10 @@ pub fn debian_tool(command: &str, package: &str) -> String {
     let found = |command: &str| {
         Command::new("sh")
             .arg("-c")
-            .arg(format!("command -v {command}"))
+            // Root's tools may live in sbin, off a user's PATH.
+            .arg(format!(
+                "command -v {command} || command -v /usr/sbin/{command} || command -v /sbin/{command}"
+            ))
             .output()
             .ok()
             .filter(|output| output.status.success())
@@ -311,7 +314,10 @@ pub fn debian_tool(command: &str, package: &str) -> String {
         return path;
     }
     eprintln!("{command} is not installed: installing {package} with apt-get");
-    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", package]] {
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", "--no-install-recommends", package],
+    ] {
         let status = Command::new("apt-get")
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")

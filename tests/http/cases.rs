@@ -49,8 +49,8 @@ pub fn wait_answering(addr: SocketAddr) {
     }
 }
 
-/// A group serving `app` on a fresh port, and its stop handle.
-fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
+/// A group serving `app` on a fresh port, and the port.
+pub fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
     let (listener, addr) = bound();
     let mut group = Group::new();
     group.add("app", N::serve(listener, app.clone().service(), config));

@@ -11,17 +11,10 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cases::{bound, start, wait_refused};
+use crate::cases::{bound, serving, start, wait_refused};
 use crate::client::Client;
 use crate::common::Counter;
 use crate::net::{App, Config, Net};
-
-fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
-    let (listener, addr) = bound();
-    let mut group = Group::new();
-    group.add("app", N::serve(listener, app.clone().service(), config));
-    (group, addr)
-}
 
 /// The clients' own runtime, apart from the server's.
 fn client_runtime() -> tokio::runtime::Runtime {

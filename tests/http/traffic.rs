@@ -4,7 +4,7 @@
 //! listener that breaks. Written once, generic over the runtime.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -12,17 +12,10 @@ use std::time::Duration;
 
 use allstop::{Cause, Finish, Group, Outcome};
 
-use crate::cases::{bound, start, wait_refused};
+use crate::cases::{bound, serving, start, wait_refused};
 use crate::client::Client;
 use crate::h2raw::{self, H2};
 use crate::net::{App, Busy, Config, Net};
-
-fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
-    let (listener, addr) = bound();
-    let mut group = Group::new();
-    group.add("app", N::serve(listener, app.clone().service(), config));
-    (group, addr)
-}
 
 // Connections the kernel accepted while the runtime was too busy to take
 // them are served after the stop, not reset with the listener.
