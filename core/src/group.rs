@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
+use crate::error::BoxError;
 use crate::member::Member;
 use crate::observer::Observer;
 use crate::report::{GroupFailed, Report};
@@ -20,7 +21,6 @@ use crate::state::StopState;
 use crate::stop::{Stop, StopHandle};
 use crate::tasks::{TaskToken, TaskTracker};
 use crate::unwind::Guarded;
-use crate::BoxError;
 
 /// A set of named, long-lived async members that run as one unit.
 ///

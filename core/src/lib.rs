@@ -37,9 +37,11 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cause;
 #[cfg(feature = "pprof")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
 pub mod debug;
+mod error;
 mod group;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
@@ -58,17 +60,14 @@ mod tracing;
 mod unwind;
 mod waiter;
 
+pub use cause::{Cause, Finish};
+pub use error::BoxError;
 pub use group::{Group, Nested, Run};
 pub use observer::{Event, MemberState, MemberStatus, Observer, Status};
 pub use report::{CancelReason, GroupFailed, MemberReport, Outcome, Report};
 pub use runtime::{Runtime, Timer};
-pub use stop::{Cause, Finish, Stop, StopHandle, StopTrigger};
+pub use stop::{Stop, StopHandle, StopTrigger};
 pub use tasks::{TaskToken, TaskTracker};
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use tracing::Tracing;
-
-/// The error type members return, once boxed: anything that converts into
-/// it (`std::io::Error`, `String`, `&str`, your own error types) can be a
-/// member's error.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -9,11 +9,12 @@ use std::task::{Context, Poll};
 
 use futures::FutureExt;
 
+use crate::cause::{Cause, Finish};
+use crate::error::BoxError;
 use crate::report::{ErrorChain, Outcome};
 use crate::state::StopState;
-use crate::stop::{Cause, Finish, Stop};
+use crate::stop::Stop;
 use crate::unwind::{self, Guarded};
-use crate::BoxError;
 
 /// A member that has ended: its position and how it ended.
 pub(crate) struct Exit {

@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::cause::Cause;
 use crate::report::{CancelReason, Outcome, Report};
-use crate::stop::Cause;
 
 /// One step in a group's life, as seen by an [`Observer`].
 #[derive(Debug)]

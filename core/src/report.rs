@@ -7,8 +7,8 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::stop::Cause;
-use crate::BoxError;
+use crate::cause::Cause;
+use crate::error::BoxError;
 
 /// How one member ended.
 ///

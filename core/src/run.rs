@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use crate::cause::Cause;
 use crate::member::{Exit, Member};
 use crate::observer::{Event, Observer};
 use crate::report::{CancelReason, MemberReport, Outcome, Report};
 use crate::runtime::DynTimer;
 use crate::state::StopState;
-use crate::stop::{Cause, Stop};
+use crate::stop::Stop;
 use crate::tasks::TaskTracker;
 use crate::waiter::Waiter;
 

@@ -17,8 +17,8 @@ use std::task::{Context, Poll};
 
 use event_listener::Event;
 
+use crate::cause::Cause;
 use crate::latch::Latch;
-use crate::stop::Cause;
 use crate::waiter::Waiter;
 
 /// The stop: begun once, with one cause, seen by every member.
@@ -246,7 +246,7 @@ impl StopState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stop::Finish;
+    use crate::cause::Finish;
 
     #[test]
     fn first_stop_wins() {

@@ -1,5 +1,5 @@
-//! The stop signal every member receives, the handle that stops a group from
-//! outside, and the cause of a stop.
+//! The stop signal every member receives, and the handle that stops a
+//! group from outside.
 
 use std::fmt;
 use std::future::Future;
@@ -7,88 +7,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::cause::Cause;
 use crate::latch::Latch;
 use crate::state::StopState;
 use crate::waiter::Waiter;
 
-/// Why a group stopped.
-///
-/// The cause is decided once, by whatever stops the group first: the first
-/// member to finish, an external [`StopHandle::stop`], or the parent group of
-/// a nested group. Everything that happens afterwards (other members failing
-/// while they drain, more stop requests) is in the [`Report`](crate::Report),
-/// never in the cause.
-///
-/// ```
-/// use allstop::{Cause, Group};
-///
-/// let mut group = Group::new();
-/// group.add("quits", |_stop| async { Ok::<(), std::io::Error>(()) });
-/// let report = futures::executor::block_on(group.run());
-/// assert!(matches!(report.cause(), Some(Cause::Finished { member, .. }) if member == "quits"));
-/// assert_eq!(report.cause().unwrap().to_string(), "member \"quits\" finished");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Cause {
-    /// A member finished first.
-    Finished {
-        /// The member's name.
-        member: String,
-        /// How it finished.
-        how: Finish,
-    },
-    /// [`StopHandle::stop`] was called, for the reason given there.
-    Requested(String),
-    /// The group is a member of another group, and that group stopped.
-    Parent(Box<Cause>),
-}
-
-/// How the member that caused a stop finished (see [`Cause::Finished`]).
-///
-/// This is a summary for the cause: the member's own error value is in its
-/// [`Outcome`](crate::Outcome) in the report.
-///
-/// ```
-/// use allstop::Finish;
-///
-/// assert_eq!(Finish::Failed("boom".into()).to_string(), "failed: boom");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Finish {
-    /// It returned `Ok(())`.
-    Ok,
-    /// It returned an error; the error's message.
-    Failed(String),
-    /// It panicked; the panic's message.
-    Panicked(String),
-}
-
-impl fmt::Display for Finish {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Finish::Ok => f.write_str("finished"),
-            Finish::Failed(error) => write!(f, "failed: {error}"),
-            Finish::Panicked(message) => write!(f, "panicked: {message}"),
-        }
-    }
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Cause::Finished { member, how } => write!(f, "member {member:?} {how}"),
-            Cause::Requested(reason) => write!(f, "stop requested: {reason}"),
-            Cause::Parent(cause) => write!(f, "parent group stopped: {cause}"),
-        }
-    }
-}
-
 /// The stop signal a member receives: a future that resolves once the group
 /// begins to stop.
 ///
-/// `Stop` is cheap to clone (one reference count) and owned, so it can be
+/// `Stop` is cheap to clone (two reference counts) and owned, so it can be
 /// moved into any task. A clone made or polled after the stop is ready at
 /// once; polling it never misses a stop that happens concurrently.
 ///

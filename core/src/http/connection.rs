@@ -39,11 +39,11 @@ use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::server::conn::auto;
 
 use super::{Executor, HttpService, ResponseBody, ServiceFuture};
+use crate::error::BoxError;
 use crate::latch::Latch;
 use crate::stop::Stop;
 use crate::tasks::TaskToken;
 use crate::waiter::Waiter;
-use crate::BoxError;
 
 /// What the connection task and the requests on its connection share.
 pub(crate) struct ConnState {

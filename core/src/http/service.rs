@@ -12,7 +12,7 @@ use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// The response body type allstop hands to hyper: the service's own body,
 /// boxed.
