@@ -5,7 +5,7 @@ use std::fmt;
 /// Why a group stopped.
 ///
 /// The cause is decided once, by whatever stops the group first: the first
-/// member to finish, an external [`StopHandle::stop`], or the parent group of
+/// member to finish, an external [`StopHandle::stop`](crate::StopHandle::stop), or the parent group of
 /// a nested group. Everything that happens afterwards (other members failing
 /// while they drain, more stop requests) is in the [`Report`](crate::Report),
 /// never in the cause.
@@ -29,7 +29,7 @@ pub enum Cause {
         /// How it finished.
         how: Finish,
     },
-    /// [`StopHandle::stop`] was called, for the reason given there.
+    /// [`StopHandle::stop`](crate::StopHandle::stop) was called, for the reason given there.
     Requested(String),
     /// The group is a member of another group, and that group stopped.
     Parent(Box<Cause>),
