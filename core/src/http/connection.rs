@@ -346,10 +346,128 @@ impl Phase {
     }
 }
 
-/// Serves one connection until it closes, drains it once `closing` is set,
-/// and drops it when `forced` is. A connection that has not sent its first
-/// request within `first_request` is dropped.
-#[allow(clippy::too_many_arguments)]
+/// What a connection's task does next, as [`Watch::step`] decides.
+enum Step {
+    /// Keep serving: a wake-up is registered for whatever may change that.
+    Wait,
+    /// Look again (something changed).
+    Again,
+    /// Ask hyper to shut the connection down gracefully, then look again.
+    Shutdown,
+    /// Drop the connection.
+    Drop,
+}
+
+/// What a connection's task watches besides hyper's connection future:
+/// the first-request deadline, the drain and its phase, the force.
+struct Watch<T: Timer> {
+    state: Arc<ConnState>,
+    timer: T,
+    idle_grace: Duration,
+    forced: Arc<Latch>,
+    phase: Phase,
+    /// The first-request deadline, until a request arrives.
+    unused: Option<Pin<Box<dyn Sleep>>>,
+    /// The drain's current sleep (see [`Next::Sleep`]).
+    sleep: Option<Pin<Box<dyn Sleep>>>,
+    closing_waiter: Waiter,
+    forced_waiter: Waiter,
+    idle_waiter: Waiter,
+}
+
+impl<T: Timer> Watch<T> {
+    fn step(&mut self, cx: &mut Context<'_>) -> Step {
+        if self.forced.is_set() || self.unused_expired(cx) {
+            return Step::Drop;
+        }
+        if let Phase::Serving = self.phase {
+            let closing = &self.state.closing;
+            if closing.poll_set(cx, &mut self.closing_waiter).is_pending() {
+                return Step::Wait;
+            }
+            return self.begin_drain();
+        }
+        let now = Instant::now();
+        match self
+            .phase
+            .next(self.state.idle_for(now), self.h2(), self.idle_grace, now)
+        {
+            Next::AwaitIdle => self.await_idle(cx),
+            Next::Shutdown => {
+                self.phase = Phase::ShuttingDown(now);
+                Step::Shutdown
+            }
+            Next::Drop => Step::Drop,
+            Next::Sleep(left) => self.sleep(cx, left),
+            Next::Wait => self.await_force(cx),
+        }
+    }
+
+    fn h2(&self) -> bool {
+        // Relaxed: a hint, re-read on every wake; set before any response.
+        self.state.h2.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection has gone the whole first-request deadline
+    /// without a request: a silent client, or one that sent only part of a
+    /// request head or the HTTP/2 preface.
+    fn unused_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = &mut self.unused else {
+            return false;
+        };
+        // Relaxed: a hint, re-read on every wake.
+        if self.state.used.load(Ordering::Relaxed) {
+            self.unused = None;
+            return false;
+        }
+        deadline.as_mut().poll(cx).is_ready()
+    }
+
+    /// The drain began: HTTP/2 gets its GOAWAY at once (streams in flight
+    /// finish, no new ones start); HTTP/1 waits to be idle.
+    fn begin_drain(&mut self) -> Step {
+        if self.h2() {
+            self.phase = Phase::ShuttingDown(Instant::now());
+            Step::Shutdown
+        } else {
+            self.phase = Phase::Draining;
+            Step::Again
+        }
+    }
+
+    /// A request is in flight: wait for it to end, however long (the
+    /// server's drain deadline bounds this).
+    fn await_idle(&mut self, cx: &mut Context<'_>) -> Step {
+        self.sleep = None;
+        let state = &self.state;
+        let idle = || state.idle_for(Instant::now()).is_some();
+        if self.idle_waiter.poll(cx, &state.idle, idle).is_ready() {
+            return Step::Again;
+        }
+        self.await_force(cx)
+    }
+
+    fn sleep(&mut self, cx: &mut Context<'_>, left: Duration) -> Step {
+        let timer = &self.timer;
+        let sleep = self.sleep.get_or_insert_with(|| timer.sleep(left));
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.sleep = None;
+            return Step::Again;
+        }
+        self.await_force(cx)
+    }
+
+    fn await_force(&mut self, cx: &mut Context<'_>) -> Step {
+        match self.forced.poll_set(cx, &mut self.forced_waiter) {
+            Poll::Ready(()) => Step::Drop,
+            Poll::Pending => Step::Wait,
+        }
+    }
+}
+
+/// Serves one connection until it closes, drains it once the server's
+/// drain begins, and drops it when `forced` is set. A connection that has
+/// not sent its first request within `first_request` is dropped.
 pub(crate) async fn serve_connection<I, S, E, T>(
     io: TrackedIo<I>,
     service: Wrapped<S>,
@@ -357,7 +475,6 @@ pub(crate) async fn serve_connection<I, S, E, T>(
     timer: T,
     first_request: Option<Duration>,
     idle_grace: Duration,
-    closing: Arc<Latch>,
     forced: Arc<Latch>,
 ) where
     I: Read + Write + Unpin + Send + 'static,
@@ -365,18 +482,22 @@ pub(crate) async fn serve_connection<I, S, E, T>(
     E: Executor,
     T: Timer,
 {
-    let state = service.conn.clone();
+    let mut watch = Watch {
+        state: service.conn.clone(),
+        unused: first_request.map(|timeout| timer.sleep(timeout)),
+        timer,
+        idle_grace,
+        forced,
+        phase: Phase::Serving,
+        sleep: None,
+        closing_waiter: Waiter::new(),
+        forced_waiter: Waiter::new(),
+        idle_waiter: Waiter::new(),
+    };
     let conn = builder.serve_connection_with_upgrades(io, service);
     let mut conn = std::pin::pin!(conn);
-    let mut phase = Phase::Serving;
-    let mut closing_waiter = Waiter::new();
-    let mut forced_waiter = Waiter::new();
-    let mut idle_waiter = Waiter::new();
-    let mut unused = first_request.map(|timeout| timer.sleep(timeout));
-    let mut sleep: Option<Pin<Box<dyn Sleep>>> = None;
-
     poll_fn(|cx| loop {
-        if forced.is_set() {
+        if watch.forced.is_set() {
             // The drain deadline passed: drop the connection now.
             return Poll::Ready(());
         }
@@ -385,59 +506,12 @@ pub(crate) async fn serve_connection<I, S, E, T>(
         if conn.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        if let Some(deadline) = &mut unused {
-            // Relaxed: a hint, re-read on every wake.
-            if state.used.load(Ordering::Relaxed) {
-                unused = None;
-            } else if deadline.as_mut().poll(cx).is_ready() {
-                // No request since accept: a silent client, or one that
-                // sent only part of a request head or the HTTP/2 preface.
-                return Poll::Ready(());
-            }
+        match watch.step(cx) {
+            Step::Wait => return Poll::Pending,
+            Step::Again => {}
+            Step::Shutdown => conn.as_mut().graceful_shutdown(),
+            Step::Drop => return Poll::Ready(()),
         }
-        if let Phase::Serving = phase {
-            if closing.poll_set(cx, &mut closing_waiter).is_pending() {
-                return Poll::Pending;
-            }
-            // Relaxed: set before any response of this connection.
-            phase = if state.h2.load(Ordering::Relaxed) {
-                // GOAWAY: streams in flight finish, no new ones start.
-                conn.as_mut().graceful_shutdown();
-                Phase::ShuttingDown(Instant::now())
-            } else {
-                Phase::Draining
-            };
-        }
-        let now = Instant::now();
-        // Relaxed: a hint, re-read on every wake.
-        let h2 = state.h2.load(Ordering::Relaxed);
-        match phase.next(state.idle_for(now), h2, idle_grace, now) {
-            Next::AwaitIdle => {
-                sleep = None;
-                let idle = || state.idle_for(Instant::now()).is_some();
-                if idle_waiter.poll(cx, &state.idle, idle).is_ready() {
-                    continue;
-                }
-            }
-            Next::Shutdown => {
-                conn.as_mut().graceful_shutdown();
-                phase = Phase::ShuttingDown(now);
-                continue;
-            }
-            Next::Drop => return Poll::Ready(()),
-            Next::Sleep(left) => {
-                let timer_sleep = sleep.get_or_insert_with(|| timer.sleep(left));
-                if timer_sleep.as_mut().poll(cx).is_ready() {
-                    sleep = None;
-                    continue;
-                }
-            }
-            Next::Wait => {}
-        }
-        if forced.poll_set(cx, &mut forced_waiter).is_ready() {
-            continue;
-        }
-        return Poll::Pending;
     })
     .await
 }

@@ -322,7 +322,6 @@ where
                 self.timer.clone(),
                 self.header_read_timeout,
                 self.idle_grace,
-                drain.closing.clone(),
                 drain.forced.clone(),
             );
             hyper::rt::Executor::execute(&self.executor, Box::pin(connection) as Pin<Box<_>>);
