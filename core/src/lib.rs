@@ -48,8 +48,10 @@ mod latch;
 mod member;
 mod observer;
 mod report;
+mod restart;
 mod run;
 mod runtime;
+mod stage;
 mod state;
 mod stop;
 mod tasks;
@@ -59,9 +61,11 @@ mod unwind;
 mod waiter;
 
 pub use group::{Group, Nested, Run};
-pub use observer::{Event, MemberState, MemberStatus, Observer, Status};
-pub use report::{CancelReason, GroupFailed, MemberReport, Outcome, Report};
+pub use observer::{Event, MemberState, MemberStatus, Observer, StageStatus, Status};
+pub use report::{CancelReason, GroupFailed, MemberReport, Outcome, Report, StageReport};
+pub use restart::Restart;
 pub use runtime::{Runtime, Timer};
+pub use stage::Stage;
 pub use stop::{Cause, Finish, Stop, StopHandle, StopTrigger};
 pub use tasks::{TaskToken, TaskTracker};
 #[cfg(feature = "tracing")]
