@@ -192,9 +192,11 @@ impl MemberReport {
         self.restarts.as_ref().map_or(0, |r| r.count)
     }
 
-    /// The failures that led to the last few restarts, oldest first (at
-    /// most five), as text: `"failed: …"`, `"panicked: …"`. The outcome
-    /// of the last attempt is [`outcome`](MemberReport::outcome).
+    /// The last few exits (at most five, oldest first) after which the
+    /// member was to restart, as text: `"failed: …"`, `"panicked: …"`.
+    /// The outcome of the last attempt is [`outcome`](MemberReport::outcome);
+    /// a member whose backoff the stop interrupted has its last failure
+    /// both here and there.
     pub fn failures(&self) -> &[String] {
         self.restarts.as_ref().map_or(&[], |r| &r.failures)
     }
@@ -284,6 +286,7 @@ pub struct Report {
 /// A restartable member's restarts, as the run counts them.
 #[derive(Debug, Default)]
 pub(crate) struct Restarts {
+    /// Attempts started again.
     pub(crate) count: u32,
     /// The last few, oldest first.
     failures: Vec<String>,
@@ -293,9 +296,8 @@ pub(crate) struct Restarts {
 impl Restarts {
     const KEPT: usize = 5;
 
-    /// Notes restart number `restart`, after `failure`.
-    pub(crate) fn failed(&mut self, restart: u32, failure: String) {
-        self.count = restart;
+    /// Notes a failure that a restart is to follow.
+    pub(crate) fn failed(&mut self, failure: String) {
         if self.failures.len() == Self::KEPT {
             self.failures.remove(0);
         }

@@ -501,7 +501,7 @@ impl<M: Members> RunLoop<M> {
                 delay,
                 ..
             } => {
-                restarts.failed(restart, error);
+                restarts.failed(error);
                 Event::MemberRestarting {
                     index,
                     name,
@@ -510,11 +510,14 @@ impl<M: Members> RunLoop<M> {
                     delay,
                 }
             }
-            Notice::Restarted { restart, .. } => Event::MemberRestarted {
-                index,
-                name,
-                restart,
-            },
+            Notice::Restarted { restart, .. } => {
+                restarts.count = restart;
+                Event::MemberRestarted {
+                    index,
+                    name,
+                    restart,
+                }
+            }
             Notice::LimitReached { .. } => {
                 restarts.limit_reached = true;
                 Event::RestartLimitReached {
