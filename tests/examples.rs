@@ -260,9 +260,18 @@ fn readiness_answers_503_while_the_app_drains(example: &str) {
         if slow.is_finished() {
             break;
         }
-        assert!(text.contains("{\"name\":\"app\",\"state\":\"stopping\""), "{text}");
-        assert!(text.contains("{\"name\":\"debug\",\"state\":\"running\""), "{text}");
-        assert!(text.contains("{\"stage\":\"last\",\"began_ms\":null"), "{text}");
+        assert!(
+            text.contains("{\"name\":\"app\",\"state\":\"stopping\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("{\"name\":\"debug\",\"state\":\"running\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("{\"stage\":\"last\",\"began_ms\":null"),
+            "{text}"
+        );
         polls += 1;
         thread::sleep(Duration::from_millis(50));
     }
@@ -271,7 +280,11 @@ fn readiness_answers_503_while_the_app_drains(example: &str) {
     assert_eq!(response.status, 200);
     let status = program.wait();
     assert_eq!(status.code(), Some(0), "{}", program.stderr());
-    assert!(program.stderr().contains("stage last stopping"), "{}", program.stderr());
+    assert!(
+        program.stderr().contains("stage last stopping"),
+        "{}",
+        program.stderr()
+    );
 }
 
 macro_rules! example_tests {

@@ -82,7 +82,8 @@ impl Member {
     ) -> Self {
         let state = stop.state().clone();
         let body = AssertUnwindSafe(run).catch_unwind().map(move |result| {
-            let outcome = result.unwrap_or_else(|payload| Outcome::Panicked(unwind::message(payload)));
+            let outcome =
+                result.unwrap_or_else(|payload| Outcome::Panicked(unwind::message(payload)));
             begin_stop(&state, index, name, &outcome);
             outcome
         });

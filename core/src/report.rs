@@ -278,9 +278,10 @@ pub struct Report {
     pub(crate) members: Vec<MemberReport>,
     pub(crate) cause: Option<Cause>,
     /// The member whose exit began the stop, if one did.
-    pub(crate) trigger: Option<usize>,
+    /// (A `u32` keeps `GroupFailed`, which holds a report, small.)
+    pub(crate) trigger: Option<u32>,
     pub(crate) drain: Duration,
-    pub(crate) stages: Vec<StageReport>,
+    pub(crate) stages: Box<[StageReport]>,
 }
 
 /// A restartable member's restarts, as the run counts them.
@@ -512,9 +513,7 @@ impl fmt::Display for Report {
                     (Some(began), Some(ended)) => {
                         write!(f, "stopped from +{} to +{}", Millis(began), Millis(ended))?
                     }
-                    (Some(began), None) => {
-                        write!(f, "stopped from +{}, cancelled", Millis(began))?
-                    }
+                    (Some(began), None) => write!(f, "stopped from +{}, cancelled", Millis(began))?,
                     _ => f.write_str("cancelled before its turn")?,
                 }
             }
@@ -577,6 +576,7 @@ impl GroupFailed {
         let members = &self.report.members;
         self.report
             .trigger
+            .map(|index| index as usize)
             .and_then(|index| members.get(index))
             .filter(|member| !member.outcome.is_ok())
             .or_else(|| members.iter().find(|member| !member.outcome.is_ok()))

@@ -6,6 +6,7 @@
 //! Running ──(request, with a stop delay)──> Delaying ──(delay over)──┐
 //!    └──────────(stop: a member ended, a request, the parent)────────> Stopping
 //! Stopping ──(all ended)──> Done
+//!    └── each stage gets its stop once the earlier ones have ended (`stage.rs`)
 //! Stopping ──(deadline, second request, parent cancels, only watchers left)──> Cancelling ──(all gone)──> Done
 //! ```
 
@@ -616,7 +617,8 @@ impl<M: Members> RunLoop<M> {
         let report = Report {
             members,
             cause: self.state.cause().cloned(),
-            trigger: self.state.broadcast.trigger(),
+            // Fewer than 2^32 members: the index fits.
+            trigger: self.state.broadcast.trigger().map(|index| index as u32),
             drain: self.began.map_or(Duration::ZERO, |began| finished - began),
             stages: self.stage_reports(),
         };
@@ -625,7 +627,7 @@ impl<M: Members> RunLoop<M> {
     }
 
     /// Each stage's stop, timed from the beginning of the group's.
-    fn stage_reports(&self) -> Vec<StageReport> {
+    fn stage_reports(&self) -> Box<[StageReport]> {
         let since = |at: Option<Instant>| Some(at?.saturating_duration_since(self.began?));
         let runs = &self.stages.runs;
         runs.iter()

@@ -209,7 +209,8 @@ fn check_staged<M: Mode>(plans: Vec<(u16, Plan)>) {
             }),
             Plan::Obey(n) => group.add(format!("m{i}"), move |stop| obey(stop, n)),
             Plan::Flaky { failures, limit, n } => {
-                let policy = allstop::Restart::on_failure(timer.clone()).limit(limit, Duration::from_secs(3600));
+                let policy = allstop::Restart::on_failure(timer.clone())
+                    .limit(limit, Duration::from_secs(3600));
                 let mut attempt = 0;
                 group.add_restartable(format!("m{i}"), policy, move |stop: Stop| {
                     attempt += 1;
@@ -244,9 +245,16 @@ fn check_staged<M: Mode>(plans: Vec<(u16, Plan)>) {
         }
     }
     for ((_, plan), member) in plans.iter().zip(report.members()) {
-        if let Plan::Flaky { failures, limit, .. } = plan {
+        if let Plan::Flaky {
+            failures, limit, ..
+        } = plan
+        {
             assert!(member.restarts() <= (*failures).min(*limit), "{report}");
-            assert_eq!(member.outcome().is_ok(), member.restarts() == *failures, "{report}");
+            assert_eq!(
+                member.outcome().is_ok(),
+                member.restarts() == *failures,
+                "{report}"
+            );
             if member.restart_limit_reached() {
                 assert!(failures > limit && member.restarts() == *limit, "{report}");
             }

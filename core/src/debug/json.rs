@@ -50,7 +50,11 @@ pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> St
             MemberState::Cancelled => string(&mut out, "cancelled"),
             _ => out.push_str("null"),
         }
-        let _ = write!(out, ",\"uptime_ms\":{},\"stage\":", member.uptime.as_millis());
+        let _ = write!(
+            out,
+            ",\"uptime_ms\":{},\"stage\":",
+            member.uptime.as_millis()
+        );
         string(&mut out, &member.stage.to_string());
         let _ = write!(out, ",\"restarts\":{},\"last_error\":", member.restarts);
         match &member.last_error {
