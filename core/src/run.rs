@@ -596,6 +596,10 @@ impl<M: Members> RunLoop<M> {
     /// watchers; every `Stop` of the group resolves.
     fn finish(mut self) -> Report {
         self.announce();
+        if self.began.is_some() {
+            // The last exits may have ended stages the loop has not seen.
+            self.release_stages();
+        }
         let finished = Instant::now();
         let (cancelled_at, reason) = self.cancelled.unwrap_or((finished, CancelReason::Runtime));
         let ran_for = cancelled_at.saturating_duration_since(self.started);
