@@ -43,6 +43,7 @@ async fn main() -> ExitCode {
     }
     group.observe(allstop::Tracing);
     group.add("app", http::serve_on(flags.app, router()));
+    // In the last stage: /readyz answers 503 while the app drains.
     add_debug_server_on(&mut group, flags.debug);
     group.add_watcher("signals", signals());
 

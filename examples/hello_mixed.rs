@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use allstop::debug::Debug;
 use allstop::smol::Smol;
 use allstop::tokio::{http, signals, Tokio};
-use allstop::Group;
+use allstop::{Group, Stage};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -29,13 +29,16 @@ async fn main() -> ExitCode {
     group.observe(allstop::Tracing);
     let app = shared::app(|d| Box::pin(tokio::time::sleep(d)));
     group.add("app", http::serve_on(flags.app, app));
-    // The debug server runs on smol's executor, in the same group.
+    // The debug server runs on smol's executor, in the same group, and
+    // stops last: /readyz answers 503 while the app drains.
     let debug = Debug::new().attach(&mut group);
-    group.add_on(
-        "debug",
-        Smol::new(),
-        allstop::smol::http::serve_on(flags.debug, debug),
-    );
+    group.in_stage(Stage::LAST, |group| {
+        group.add_on(
+            "debug",
+            Smol::new(),
+            allstop::smol::http::serve_on(flags.debug, debug),
+        );
+    });
     group.add_watcher("signals", signals());
 
     tracing::info!(

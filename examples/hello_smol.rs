@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         })
     });
     group.add("app", http::serve_on(flags.app, app));
+    // In the last stage: /readyz answers 503 while the app drains.
     add_debug_server_on(&mut group, flags.debug);
     group.add_watcher("signals", signals());
 

@@ -42,6 +42,7 @@ async fn main() -> ExitCode {
     group.observe(allstop::Tracing);
     let app = shared::app(|d| Box::pin(tokio::time::sleep(d)));
     group.add("app", http::serve_on(flags.app, app));
+    // In the last stage: /readyz answers 503 while the app drains.
     add_debug_server_on(&mut group, flags.debug);
     group.add_watcher("signals", signals());
 

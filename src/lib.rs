@@ -44,6 +44,25 @@
 //! 9. **An empty group** returns at once with an empty report, and its
 //!    [`Stop`] resolves: every `Stop` of a group has resolved once its run
 //!    has returned.
+//! 10. **Stop in order.** Members may be placed in stages
+//!     ([`Group::stage`], [`Stage`]): a member of a later stage receives its
+//!     stop only when every member of the earlier stages has ended; members
+//!     of one stage stop together. A failure in any stage still begins the
+//!     stop, which then goes in order; one grace deadline covers every
+//!     stage, and cancels what still runs at it whatever its stage; a second
+//!     stop request cuts every stage short. By default there is one stage.
+//!     The adapters' debug server is in [`Stage::LAST`], so `/readyz`
+//!     answers 503 and `/debug/group` shows the drain for as long as the app
+//!     drains. A nested group is one member of its parent's stage.
+//! 11. **Restart what may restart.** A member added with
+//!     [`Group::add_restartable`] is restarted on failure (or on any exit),
+//!     after an exponential backoff with jitter, at most N times within T
+//!     ([`Restart`]); past that limit its failure stops the group, and the
+//!     report says so. Nothing is restarted once the stop has begun: a
+//!     member in its backoff then ends with its last outcome. Every restart
+//!     shows in the [`Event`]s, the `Tracing` logs, `/debug/group` and the
+//!     report ([`MemberReport::restarts`], [`MemberReport::failures`]). By
+//!     default nothing restarts: the first exit stops all.
 //!
 //! # Limits
 //!

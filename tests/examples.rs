@@ -232,6 +232,61 @@ fn idle_and_half_sent_connections_do_not_delay_the_exit(example: &str) {
     }
 }
 
+/// The debug server stops last: while the app drains a slow request after
+/// SIGTERM, `/readyz` answers 503 (never a refused connection) and
+/// `/debug/group` shows the app stopping and the debug server still
+/// running, its stage not begun; then the exit is clean.
+fn readiness_answers_503_while_the_app_drains(example: &str) {
+    let mut program = Program::start(example, &[]);
+    let (app, debug) = (program.app, program.debug);
+    assert_eq!(get(debug, "/readyz").status, 200);
+    let mut client = Client::connect(app).unwrap();
+    client.send("/slow?ms=3000").unwrap();
+    let slow = thread::spawn(move || client.read());
+    // Accepted in order: once this answers, the slow request is in.
+    assert_eq!(get(app, "/").status, 200);
+    program.signal("TERM");
+    wait_refused(app);
+    let mut polls = 0;
+    while !slow.is_finished() {
+        let mut client = Client::connect(debug).expect("the debug server refused during the drain");
+        let ready = client.get("/readyz").unwrap();
+        if slow.is_finished() {
+            break;
+        }
+        assert_eq!((ready.status, ready.text()), (503, "stopping\n"));
+        let group = get(debug, "/debug/group");
+        let text = group.text();
+        if slow.is_finished() {
+            break;
+        }
+        assert!(
+            text.contains("{\"name\":\"app\",\"state\":\"stopping\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("{\"name\":\"debug\",\"state\":\"running\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("{\"stage\":\"last\",\"began_ms\":null"),
+            "{text}"
+        );
+        polls += 1;
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(polls > 0, "the drain ended before the first poll");
+    let response = slow.join().unwrap().expect("the slow request was dropped");
+    assert_eq!(response.status, 200);
+    let status = program.wait();
+    assert_eq!(status.code(), Some(0), "{}", program.stderr());
+    assert!(
+        program.stderr().contains("stage last stopping"),
+        "{}",
+        program.stderr()
+    );
+}
+
 macro_rules! example_tests {
     ($module:ident, $example:literal) => {
         mod $module {
@@ -266,6 +321,13 @@ macro_rules! example_tests {
             fn second_sigterm_stops_at_once_during_the_stop_delay() {
                 crate::common::bounded(|| {
                     super::second_sigterm_stops_at_once_during_the_stop_delay($example)
+                });
+            }
+
+            #[test]
+            fn readiness_answers_503_while_the_app_drains() {
+                crate::common::bounded(|| {
+                    super::readiness_answers_503_while_the_app_drains($example)
                 });
             }
 

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,8 +16,10 @@ use crate::error::BoxError;
 use crate::member::Member;
 use crate::observer::Observer;
 use crate::report::{GroupFailed, Report};
+use crate::restart::{self, Restart};
 use crate::run::{self, Entry, InTask, Setup, Spawned};
 use crate::runtime::{Runtime, Timer};
+use crate::stage::{Latches, Stage};
 use crate::state::StopState;
 use crate::stop::{Stop, StopHandle};
 use crate::tasks::{TaskToken, TaskTracker};
@@ -55,6 +58,8 @@ use crate::unwind::Guarded;
 pub struct Group {
     // Built as the run uses it, and handed to it whole.
     setup: Setup,
+    /// The stage of the members added next.
+    stage: Stage,
 }
 
 impl Default for Group {
@@ -94,7 +99,10 @@ impl Group {
                 settings: run::Settings::default(),
                 state: StopState::new(),
                 remote: TaskTracker::new(),
+                latches: Latches::default(),
+                notices: None,
             },
+            stage: Stage::FIRST,
         }
     }
 
@@ -245,14 +253,161 @@ impl Group {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
+        self.push_with(name, watcher, |index, name, stop| {
+            Member::new(index, name, stop, member)
+        })
+    }
+
+    fn push_with(
+        &mut self,
+        name: Cow<'static, str>,
+        watcher: bool,
+        make: impl FnOnce(usize, Cow<'static, str>, Stop) -> Member,
+    ) -> &mut Self {
+        let stop = self.stop_for_next();
         let setup = &mut self.setup;
-        let stop = Stop::new(setup.state.clone());
         let index = setup.members.len();
-        setup
-            .members
-            .push(Member::new(index, name.clone(), stop, member));
-        setup.entries.push(Entry::new(name, watcher));
+        setup.members.push(make(index, name.clone(), stop));
+        setup.entries.push(Entry::new(name, watcher, self.stage));
         self
+    }
+
+    /// Adds a member called `name` that is restarted as `restart` says,
+    /// instead of stopping the group, when it fails (or, with
+    /// [`Restart::always`], whenever it ends): Erlang/OTP's supervision.
+    ///
+    /// `member` is called for every attempt, with the member's [`Stop`].
+    /// Between attempts the member waits out a backoff; past the
+    /// [intensity limit](Restart::limit) its failure stops the group, as a
+    /// member added with [`add`](Group::add) would. No attempt starts once
+    /// the group's stop has begun: a member in its backoff then ends with
+    /// its last attempt's outcome. Each restart is an
+    /// [`Event::MemberRestarting`](crate::Event::MemberRestarting), shows in
+    /// [`Status`](crate::Status) and `/debug/group`, and is counted in the
+    /// report with the last few failures
+    /// ([`MemberReport::restarts`](crate::MemberReport::restarts)).
+    ///
+    /// ```
+    /// use allstop::{Group, Restart};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let attempts = Arc::new(AtomicU32::new(0));
+    /// let counted = attempts.clone();
+    /// let mut group = Group::new();
+    /// group.add_restartable(
+    ///     "flaky",
+    ///     // Your runtime's timer, e.g. `allstop::tokio::Tokio::new()`.
+    ///     Restart::on_failure(|d| async move { std::thread::sleep(d) })
+    ///         .backoff(Duration::from_millis(1), Duration::from_millis(10))
+    ///         .limit(2, Duration::from_secs(60)),
+    ///     move |_stop| {
+    ///         let attempt = counted.fetch_add(1, Ordering::SeqCst);
+    ///         async move { Err::<(), _>(format!("attempt {attempt} failed")) }
+    ///     },
+    /// );
+    /// let report = futures::executor::block_on(group.run());
+    /// let flaky = report.member("flaky").unwrap();
+    /// assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    /// assert_eq!(flaky.restarts(), 2);
+    /// assert!(flaky.restart_limit_reached());
+    /// assert_eq!(flaky.failures(), ["failed: attempt 0 failed", "failed: attempt 1 failed"]);
+    /// assert_eq!(flaky.outcome().to_string(), "failed: attempt 2 failed");
+    /// ```
+    pub fn add_restartable<F, Fut, E>(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        restart: Restart,
+        member: F,
+    ) -> &mut Self
+    where
+        F: FnMut(Stop) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        // One channel for the group, made by its first restartable member.
+        let notices = self
+            .setup
+            .notices
+            .get_or_insert_with(async_channel::unbounded)
+            .0
+            .clone();
+        self.push_with(name.into(), false, |index, name, stop| {
+            let run = restart::supervise(member, stop.clone(), restart, index, notices);
+            Member::supervised(index, name, &stop, run)
+        })
+    }
+
+    /// The stop signal of the member added next: its stage's.
+    fn stop_for_next(&mut self) -> Stop {
+        let setup = &mut self.setup;
+        let latch = setup.latches.of(self.stage, &setup.state);
+        Stop::staged(setup.state.clone(), latch)
+    }
+
+    /// Puts the members added from now on in `stage`: they receive their
+    /// stop only once every member of the earlier stages has ended (watchers
+    /// aside), and members of one stage stop together. Until this is called,
+    /// members are in [`Stage::FIRST`]; a group of one stage stops all its
+    /// members at once.
+    ///
+    /// The stop itself is the group's, as always: the first member to
+    /// finish, in any stage, begins it; one [grace deadline](Group::grace)
+    /// covers all the stages, and cancels the members still running at it
+    /// whatever their stage; a second stop request cuts every stage short.
+    /// A member's [`Stop`] fires with its stage, while [`Stop::cause`] is
+    /// the group's from the beginning of the stop. A [nested
+    /// group](Group::into_member) is one member of its parent's stage.
+    ///
+    /// A service stops front to back: the ingress first, then the workers
+    /// its requests fed, then what everyone used ([`Stage::LAST`]):
+    ///
+    /// ```
+    /// use allstop::{Group, Stage};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let order = Arc::new(Mutex::new(Vec::new()));
+    /// let mut group = Group::new();
+    /// for (stage, name) in [(Stage::FIRST, "app"), (Stage::new(1), "workers"), (Stage::LAST, "telemetry")] {
+    ///     let order = order.clone();
+    ///     group.stage(stage).add(name, move |stop| async move {
+    ///         stop.await;
+    ///         order.lock().unwrap().push(name);
+    ///         Ok::<(), std::io::Error>(())
+    ///     });
+    /// }
+    /// group.stop_handle().stop("deploy");
+    /// let report = futures::executor::block_on(group.run());
+    /// assert!(report.is_success());
+    /// assert_eq!(*order.lock().unwrap(), ["app", "workers", "telemetry"]);
+    /// ```
+    pub fn stage(&mut self, stage: Stage) -> &mut Self {
+        self.stage = stage;
+        self
+    }
+
+    /// Calls `add` with the members it adds in `stage`, then returns to the
+    /// stage the group was in: for a helper that adds its own members, such
+    /// as a debug server in [`Stage::LAST`].
+    ///
+    /// ```
+    /// use allstop::{Group, Stage};
+    ///
+    /// let mut group = Group::new();
+    /// group.in_stage(Stage::LAST, |group| {
+    ///     group.add("debug", |stop| async move { stop.await; Ok::<(), std::io::Error>(()) });
+    /// });
+    /// group.add("app", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert_eq!(report.member("debug").unwrap().stage(), Stage::LAST);
+    /// assert_eq!(report.member("app").unwrap().stage(), Stage::FIRST);
+    /// ```
+    pub fn in_stage<T>(&mut self, stage: Stage, add: impl FnOnce(&mut Group) -> T) -> T {
+        let before = mem::replace(&mut self.stage, stage);
+        let result = add(self);
+        self.stage = before;
+        result
     }
 
     /// Sets the grace deadline: members still running `grace` after the stop

@@ -72,6 +72,28 @@ impl Member {
         }
     }
 
+    /// A member whose body reports its own outcome: a restartable one,
+    /// whose attempts catch their panics. A panic of the body itself (its
+    /// timer's, say) is caught here.
+    pub(crate) fn supervised(
+        index: usize,
+        name: Cow<'static, str>,
+        stop: &Stop,
+        run: impl Future<Output = Outcome> + Send + 'static,
+    ) -> Self {
+        let state = stop.state().clone();
+        let body = AssertUnwindSafe(run).catch_unwind().map(move |result| {
+            let outcome =
+                result.unwrap_or_else(|payload| Outcome::Panicked(unwind::message(payload)));
+            begin_stop(&state, index, name, &outcome);
+            outcome
+        });
+        Member {
+            index,
+            body: Guarded::new(Box::pin(body)),
+        }
+    }
+
     /// Drops the member now, as the group cancels it. A panic in its `Drop`
     /// is its outcome: `Some(exit)` then.
     pub(crate) fn cancel(&mut self) -> Option<Exit> {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cause::Cause;
 use crate::report::{CancelReason, Outcome, Report};
+use crate::stage::Stage;
 
 /// One step in a group's life, as seen by an [`Observer`].
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub enum Event<'a> {
         index: usize,
         /// The member's name.
         name: &'a str,
+        /// The stage it stops in.
+        stage: Stage,
     },
     /// A stop was requested and the group's
     /// [stop delay](crate::Group::stop_delay) runs: members keep running
@@ -32,6 +35,52 @@ pub enum Event<'a> {
     StopBegan {
         /// Why.
         cause: &'a Cause,
+    },
+    /// The members of `stage` got their stop: every member of the earlier
+    /// stages has ended. Only in a group of several stages.
+    StageStopping {
+        /// The stage.
+        stage: Stage,
+    },
+    /// Every member of `stage` (watchers aside) has ended. Only in a group
+    /// of several stages.
+    StageStopped {
+        /// The stage.
+        stage: Stage,
+    },
+    /// A [restartable member](crate::Group::add_restartable) ended and will
+    /// be started again after `delay`.
+    MemberRestarting {
+        /// The member's position.
+        index: usize,
+        /// The member's name.
+        name: &'a str,
+        /// How its last attempt ended, as text (`"failed: …"`,
+        /// `"panicked: …"`, or `"ok"` when it restarts on any exit).
+        error: &'a str,
+        /// Which restart comes next, from 1.
+        restart: u32,
+        /// The backoff before it.
+        delay: Duration,
+    },
+    /// A restartable member was started again, its backoff over.
+    MemberRestarted {
+        /// The member's position.
+        index: usize,
+        /// The member's name.
+        name: &'a str,
+        /// Which restart this is, from 1.
+        restart: u32,
+    },
+    /// A restartable member failed once more than its intensity limit
+    /// allows: it is not restarted, and its exit (next) stops the group.
+    RestartLimitReached {
+        /// The member's position.
+        index: usize,
+        /// The member's name.
+        name: &'a str,
+        /// How many times it was restarted.
+        restarts: u32,
     },
     /// The member at `index` ended on its own, with this outcome.
     MemberExited {
@@ -112,11 +161,14 @@ pub enum MemberState {
     Exited(String),
     /// Cancelled by the group (see [`CancelReason`]).
     Cancelled,
+    /// A [restartable member](crate::Group::add_restartable) waiting out
+    /// its backoff before it starts again.
+    Restarting,
 }
 
 impl MemberState {
     /// A short lowercase word for the state: `running`, `stopping`,
-    /// `exited` or `cancelled`.
+    /// `exited`, `cancelled` or `restarting`.
     ///
     /// ```
     /// assert_eq!(allstop::MemberState::Stopping.as_str(), "stopping");
@@ -127,6 +179,7 @@ impl MemberState {
             MemberState::Stopping => "stopping",
             MemberState::Exited(_) => "exited",
             MemberState::Cancelled => "cancelled",
+            MemberState::Restarting => "restarting",
         }
     }
 }
@@ -150,6 +203,27 @@ pub struct MemberStatus {
     pub state: MemberState,
     /// How long it has run: so far, or in all once it ended.
     pub uptime: Duration,
+    /// The stage it stops in.
+    pub stage: Stage,
+    /// How many times it has been restarted.
+    pub restarts: u32,
+    /// How its last restarted attempt ended, as text.
+    pub last_error: Option<String>,
+    /// How long until its next attempt, while it waits out a backoff.
+    pub next_attempt: Option<Duration>,
+}
+
+/// A snapshot of one stage's stop, from [`Status::stages`]: both times run
+/// from the beginning of the group's stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StageStatus {
+    /// The stage.
+    pub stage: Stage,
+    /// When its members got their stop; `None` while they have not.
+    pub began: Option<Duration>,
+    /// When its last member ended (watchers aside); `None` while one runs.
+    pub ended: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +231,9 @@ struct Board {
     members: Vec<Slot>,
     cause: Option<Cause>,
     requested: Option<String>,
+    /// When the stop began, and each stage's stop began and ended.
+    stopped: Option<Instant>,
+    stages: Vec<(Stage, Option<Instant>, Option<Instant>)>,
 }
 
 impl Board {
@@ -167,6 +244,10 @@ impl Board {
             self.members.resize_with(index + 1, || Slot {
                 name: String::new(),
                 state: MemberState::Running,
+                stage: Stage::FIRST,
+                restarts: 0,
+                last_error: None,
+                next_attempt: None,
                 started: None,
                 ended: None,
             });
@@ -177,12 +258,41 @@ impl Board {
         }
         slot
     }
+
+    /// The stage's times, made if the board has not seen it yet.
+    fn stage(&mut self, stage: Stage) -> &mut (Stage, Option<Instant>, Option<Instant>) {
+        let i = match self.stages.binary_search_by_key(&stage, |s| s.0) {
+            Ok(i) => i,
+            Err(i) => {
+                self.stages.insert(i, (stage, None, None));
+                i
+            }
+        };
+        &mut self.stages[i]
+    }
+
+    /// Marks the running members of `stage` (all of the first stage
+    /// present, if `None`) stopping.
+    fn stopping(&mut self, stage: Option<Stage>) {
+        let Some(stage) = stage.or_else(|| self.stages.first().map(|s| s.0)) else {
+            return;
+        };
+        for slot in &mut self.members {
+            if slot.stage == stage && slot.state == MemberState::Running {
+                slot.state = MemberState::Stopping;
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Slot {
     name: String,
     state: MemberState,
+    stage: Stage,
+    restarts: u32,
+    last_error: Option<String>,
+    next_attempt: Option<Instant>,
     started: Option<Instant>,
     ended: Option<Instant>,
 }
@@ -233,6 +343,44 @@ impl Status {
                     Some(started) => slot.ended.unwrap_or(now).saturating_duration_since(started),
                     None => Duration::ZERO,
                 },
+                stage: slot.stage,
+                restarts: slot.restarts,
+                last_error: slot.last_error.clone(),
+                next_attempt: slot
+                    .next_attempt
+                    .filter(|_| slot.state == MemberState::Restarting)
+                    .map(|at| at.saturating_duration_since(now)),
+            })
+            .collect()
+    }
+
+    /// Every stage seen so far, in the order they stop, with when each
+    /// stopped.
+    ///
+    /// ```
+    /// use allstop::{Group, Stage, Status};
+    ///
+    /// let status = Status::new();
+    /// let mut group = Group::new();
+    /// group.observe(status.clone());
+    /// group.add("app", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// group.stage(Stage::LAST);
+    /// group.add("debug", |stop| async move { stop.await; Ok::<(), std::io::Error>(()) });
+    /// futures::executor::block_on(group.run());
+    /// let stages = status.stages();
+    /// assert_eq!(stages.len(), 2);
+    /// assert!(stages.iter().all(|stage| stage.ended.is_some()));
+    /// ```
+    pub fn stages(&self) -> Vec<StageStatus> {
+        let board = self.lock();
+        let since = |at: Option<Instant>| Some(at?.saturating_duration_since(board.stopped?));
+        board
+            .stages
+            .iter()
+            .map(|&(stage, began, ended)| StageStatus {
+                stage,
+                began: since(began),
+                ended: since(ended),
             })
             .collect()
     }
@@ -285,9 +433,11 @@ impl Observer for Status {
         let mut board = self.lock();
         let now = Instant::now();
         match *event {
-            Event::MemberStarted { index, name } => {
+            Event::MemberStarted { index, name, stage } => {
                 let stopping = board.cause.is_some();
+                board.stage(stage);
                 let slot = board.slot(index, name);
+                slot.stage = stage;
                 slot.started = Some(now);
                 slot.state = if stopping {
                     MemberState::Stopping
@@ -300,12 +450,33 @@ impl Observer for Status {
             }
             Event::StopBegan { cause } => {
                 board.cause = Some(cause.clone());
-                for slot in &mut board.members {
-                    if slot.state == MemberState::Running {
-                        slot.state = MemberState::Stopping;
-                    }
-                }
+                board.stopped = Some(now);
+                board.stopping(None);
             }
+            Event::StageStopping { stage } => {
+                board.stage(stage).1 = Some(now);
+                board.stopping(Some(stage));
+            }
+            Event::StageStopped { stage } => board.stage(stage).2 = Some(now),
+            Event::MemberRestarting {
+                index,
+                name,
+                error,
+                restart,
+                delay,
+            } => {
+                let slot = board.slot(index, name);
+                slot.state = MemberState::Restarting;
+                slot.restarts = restart;
+                slot.last_error = Some(error.to_owned());
+                slot.next_attempt = Some(now + delay);
+            }
+            Event::MemberRestarted { index, name, .. } => {
+                let slot = board.slot(index, name);
+                slot.state = MemberState::Running;
+                slot.next_attempt = None;
+            }
+            Event::RestartLimitReached { .. } => {}
             Event::MemberExited {
                 index,
                 name,
@@ -320,7 +491,17 @@ impl Observer for Status {
                 slot.state = MemberState::Cancelled;
                 slot.ended = Some(now);
             }
-            Event::GroupDone { .. } => {}
+            Event::GroupDone { report } => {
+                // The report has every stage's times, a group of one stage
+                // included (which has no stage events).
+                if let Some(stopped) = board.stopped {
+                    for stage in report.stages() {
+                        let times = board.stage(stage.stage());
+                        times.1 = stage.began().map(|d| stopped + d);
+                        times.2 = stage.ended().map(|d| stopped + d);
+                    }
+                }
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::cause::Cause;
 use crate::error::BoxError;
+use crate::stage::Stage;
 
 /// How one member ended.
 ///
@@ -141,6 +142,9 @@ impl fmt::Display for ErrorChain<'_> {
 /// ```
 pub struct MemberReport {
     pub(crate) name: Cow<'static, str>,
+    pub(crate) stage: Stage,
+    /// Boxed: most members are never restarted.
+    pub(crate) restarts: Option<Box<Restarts>>,
     pub(crate) outcome: Outcome,
     pub(crate) ran_for: Duration,
 }
@@ -149,6 +153,8 @@ impl fmt::Debug for MemberReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemberReport")
             .field("name", &self.name())
+            .field("stage", &self.stage)
+            .field("restarts", &self.restarts())
             .field("outcome", &self.outcome)
             .field("ran_for", &self.ran_for)
             .finish()
@@ -159,6 +165,47 @@ impl MemberReport {
     /// The name the member was added with.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The stage the member stopped in (see [`Group::stage`](crate::Group::stage)).
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert_eq!(report.members()[0].stage(), allstop::Stage::FIRST);
+    /// ```
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// How many times the member was restarted (see
+    /// [`Group::add_restartable`](crate::Group::add_restartable)).
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert_eq!(report.members()[0].restarts(), 0);
+    /// ```
+    pub fn restarts(&self) -> u32 {
+        self.restarts.as_ref().map_or(0, |r| r.count)
+    }
+
+    /// The last few exits (at most five, oldest first) after which the
+    /// member was to restart, as text: `"failed: …"`, `"panicked: …"`.
+    /// The outcome of the last attempt is [`outcome`](MemberReport::outcome);
+    /// a member whose backoff the stop interrupted has its last failure
+    /// both here and there.
+    pub fn failures(&self) -> &[String] {
+        self.restarts.as_ref().map_or(&[], |r| &r.failures)
+    }
+
+    /// Whether the member's last failure came past its restart intensity
+    /// limit ([`Restart::limit`](crate::Restart::limit)), and so stopped
+    /// the group.
+    pub fn restart_limit_reached(&self) -> bool {
+        self.restarts.as_ref().is_some_and(|r| r.limit_reached)
     }
 
     /// How the member ended.
@@ -231,8 +278,79 @@ pub struct Report {
     pub(crate) members: Vec<MemberReport>,
     pub(crate) cause: Option<Cause>,
     /// The member whose exit began the stop, if one did.
-    pub(crate) trigger: Option<usize>,
+    /// (A `u32` keeps `GroupFailed`, which holds a report, small.)
+    pub(crate) trigger: Option<u32>,
     pub(crate) drain: Duration,
+    pub(crate) stages: Box<[StageReport]>,
+}
+
+/// A restartable member's restarts, as the run counts them.
+#[derive(Debug, Default)]
+pub(crate) struct Restarts {
+    /// Attempts started again.
+    pub(crate) count: u32,
+    /// The last few, oldest first.
+    failures: Vec<String>,
+    pub(crate) limit_reached: bool,
+}
+
+impl Restarts {
+    const KEPT: usize = 5;
+
+    /// Notes a failure that a restart is to follow.
+    pub(crate) fn failed(&mut self, failure: String) {
+        if self.failures.len() == Self::KEPT {
+            self.failures.remove(0);
+        }
+        self.failures.push(failure);
+    }
+
+    pub(crate) fn last_failure(&self) -> &str {
+        self.failures.last().map_or("", String::as_str)
+    }
+}
+
+/// When one stage of a group stopped, in the [`Report`]: its members got
+/// their stop, and later had all ended (watchers aside). Both are timed
+/// from the beginning of the group's stop.
+///
+/// ```
+/// use allstop::{Group, Stage};
+///
+/// let mut group = Group::new();
+/// group.add("app", |_stop| async { Ok::<(), std::io::Error>(()) });
+/// group.stage(Stage::LAST);
+/// group.add("debug", |stop| async move { stop.await; Ok::<(), std::io::Error>(()) });
+/// let report = futures::executor::block_on(group.run());
+/// let stages = report.stages();
+/// assert_eq!(stages.len(), 2);
+/// assert_eq!(stages[1].stage(), Stage::LAST);
+/// assert!(stages[0].ended().unwrap() <= stages[1].began().unwrap());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageReport {
+    pub(crate) stage: Stage,
+    pub(crate) began: Option<Duration>,
+    pub(crate) ended: Option<Duration>,
+}
+
+impl StageReport {
+    /// Which stage.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// When its members got their stop, after the group's stop began;
+    /// `None` if the group never stopped it (it was cancelled first).
+    pub fn began(&self) -> Option<Duration> {
+        self.began
+    }
+
+    /// When its last member ended; `None` if one was still running when
+    /// the group cancelled it (see [`Outcome::Cancelled`]).
+    pub fn ended(&self) -> Option<Duration> {
+        self.ended
+    }
 }
 
 impl Report {
@@ -281,6 +399,20 @@ impl Report {
     /// ```
     pub fn cause(&self) -> Option<&Cause> {
         self.cause.as_ref()
+    }
+
+    /// Each stage the group's members were in, in the order they stopped,
+    /// with when each stopped: one stage unless the group was told
+    /// otherwise ([`Group::stage`](crate::Group::stage)).
+    ///
+    /// ```
+    /// let mut group = allstop::Group::new();
+    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert_eq!(report.stages().len(), 1);
+    /// ```
+    pub fn stages(&self) -> &[StageReport] {
+        &self.stages
     }
 
     /// How long the stop took: from its beginning until every member had
@@ -357,14 +489,34 @@ impl fmt::Display for Report {
             .map(|m| m.name().len())
             .max()
             .unwrap_or(0);
+        let staged = self.stages.len() > 1;
         for member in &self.members {
-            write!(
-                f,
-                "\n  {:<width$}  {}  (ran {})",
-                member.name(),
-                member.outcome,
-                Millis(member.ran_for),
-            )?;
+            write!(f, "\n  {:<width$}  ", member.name())?;
+            if staged {
+                write!(f, "[stage {}]  ", member.stage)?;
+            }
+            write!(f, "{}  (ran {}", member.outcome, Millis(member.ran_for))?;
+            match member.restarts() {
+                0 => {}
+                1 => f.write_str("; restarted once")?,
+                n => write!(f, "; restarted {n} times")?,
+            }
+            if member.restart_limit_reached() {
+                f.write_str(", restart limit reached")?;
+            }
+            f.write_str(")")?;
+        }
+        if staged {
+            for stage in &self.stages {
+                write!(f, "\n  stage {}: ", stage.stage)?;
+                match (stage.began, stage.ended) {
+                    (Some(began), Some(ended)) => {
+                        write!(f, "stopped from +{} to +{}", Millis(began), Millis(ended))?
+                    }
+                    (Some(began), None) => write!(f, "stopped from +{}, cancelled", Millis(began))?,
+                    _ => f.write_str("cancelled before its turn")?,
+                }
+            }
         }
         Ok(())
     }
@@ -424,6 +576,7 @@ impl GroupFailed {
         let members = &self.report.members;
         self.report
             .trigger
+            .map(|index| index as usize)
             .and_then(|index| members.get(index))
             .filter(|member| !member.outcome.is_ok())
             .or_else(|| members.iter().find(|member| !member.outcome.is_ok()))

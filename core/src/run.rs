@@ -6,6 +6,7 @@
 //! Running ──(request, with a stop delay)──> Delaying ──(delay over)──┐
 //!    └──────────(stop: a member ended, a request, the parent)────────> Stopping
 //! Stopping ──(all ended)──> Done
+//!    └── each stage gets its stop once the earlier ones have ended (`stage.rs`)
 //! Stopping ──(deadline, second request, parent cancels, only watchers left)──> Cancelling ──(all gone)──> Done
 //! ```
 
@@ -23,8 +24,10 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use crate::cause::Cause;
 use crate::member::{Exit, Member};
 use crate::observer::{Event, Observer};
-use crate::report::{CancelReason, MemberReport, Outcome, Report};
+use crate::report::{CancelReason, MemberReport, Outcome, Report, Restarts, StageReport};
+use crate::restart::{Notice, Notices};
 use crate::runtime::DynTimer;
+use crate::stage::{Change, Latches, Stage, Stages};
 use crate::state::StopState;
 use crate::stop::Stop;
 use crate::tasks::TaskTracker;
@@ -56,14 +59,19 @@ impl Settings {
 pub(crate) struct Entry {
     pub(crate) name: Cow<'static, str>,
     pub(crate) watcher: bool,
+    pub(crate) stage: Stage,
+    /// A restartable member's restarts, once it has had one.
+    restarts: Option<Box<Restarts>>,
     ended: Option<(Outcome, Duration)>,
 }
 
 impl Entry {
-    pub(crate) fn new(name: Cow<'static, str>, watcher: bool) -> Self {
+    pub(crate) fn new(name: Cow<'static, str>, watcher: bool, stage: Stage) -> Self {
         Entry {
             name,
             watcher,
+            stage,
+            restarts: None,
             ended: None,
         }
     }
@@ -233,6 +241,8 @@ pub(crate) struct RunLoop<M> {
     /// Members spawned on other runtimes (`Group::add_on`), gone only once
     /// this is empty.
     remote: TaskTracker,
+    stages: Stages,
+    notices: Option<Pin<Box<async_channel::Receiver<Notice>>>>,
     phase: Phase,
     started: Instant,
     /// Members not ended, and those of them that are not watchers.
@@ -255,6 +265,9 @@ pub(crate) struct Setup {
     pub(crate) settings: Settings,
     pub(crate) state: Arc<StopState>,
     pub(crate) remote: TaskTracker,
+    pub(crate) latches: Latches,
+    /// Restartable members' notices, once one is added.
+    pub(crate) notices: Option<(Notices, async_channel::Receiver<Notice>)>,
 }
 
 /// Runs a group: `start` executes its members (in-task or spawned).
@@ -280,6 +293,8 @@ impl<M: Members> RunLoop<M> {
             settings,
             state,
             remote,
+            latches,
+            notices,
         } = parts;
         follow_parent(&state, parent.as_ref());
         let started = Instant::now();
@@ -290,14 +305,20 @@ impl<M: Members> RunLoop<M> {
                     settings.emit(Event::MemberStarted {
                         index,
                         name: &entry.name,
+                        stage: entry.stage,
                     });
                 }
                 members
             }
             Some(_) => Vec::new(),
         };
+        let working = entries.iter().filter(|e| !e.watcher).map(|e| e.stage);
+        let stages = Stages::new(latches, working);
         RunLoop {
             members: start(members),
+            stages,
+            // The senders are the members'; the channel closes with them.
+            notices: notices.map(|(_, rx)| Box::pin(rx)),
             running: entries.len(),
             working: entries.iter().filter(|entry| !entry.watcher).count(),
             entries,
@@ -373,6 +394,7 @@ impl<M: Members> RunLoop<M> {
     }
 
     fn stopping(&mut self, mut deadline: Option<Sleep>, cx: &mut Context<'_>) -> Step {
+        self.release_stages();
         if self.running == 0 {
             return Step::Go(Phase::Done);
         }
@@ -396,20 +418,26 @@ impl<M: Members> RunLoop<M> {
     /// Sleeps until what the phase waits for may have happened. Members
     /// and sleeps registered as they were polled; this adds the state.
     fn wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let (own, parent): (Condition, Condition) = match self.phase {
-            Phase::Running => (
-                |s| s.is_stopped() || s.requests.pending().is_some(),
-                |s| s.is_stopped(),
-            ),
-            Phase::Delaying(_) => (StopState::is_stopped, StopState::is_stopped),
-            Phase::Stopping(_) => (|s| s.requests.is_forced(), |s| s.cancel.is_set()),
+        // Before the stop, the parent is watched for this group's own stop
+        // (its stage's, in a staged parent), which notifies the parent's
+        // state; during it, for its cancellation.
+        let (own, stopping): (Condition, bool) = match self.phase {
+            Phase::Running => (|s| s.is_stopped() || s.requests.pending().is_some(), false),
+            Phase::Delaying(_) => (StopState::is_stopped, false),
+            Phase::Stopping(_) => (|s| s.requests.is_forced(), true),
             Phase::Cancelling | Phase::Done => return Poll::Pending,
         };
         let own = self.state.poll_until(cx, &mut self.own, own).is_ready();
         let parent = match &self.parent {
             Some(stop) => stop
                 .state()
-                .poll_until(cx, &mut self.from_parent, parent)
+                .poll_until(cx, &mut self.from_parent, |s| {
+                    if stopping {
+                        s.cancel.is_set()
+                    } else {
+                        stop.is_stopped()
+                    }
+                })
                 .is_ready(),
             None => false,
         };
@@ -425,6 +453,7 @@ impl<M: Members> RunLoop<M> {
     fn collect(&mut self, cx: &mut Context<'_>) -> bool {
         // One clock reading for the batch: their run time is measured here.
         let now = Instant::now();
+        self.take_notices(Some(cx));
         loop {
             match self.members.poll_exit(cx) {
                 Poll::Ready(Some(exit)) => self.record(exit, now),
@@ -434,9 +463,80 @@ impl<M: Members> RunLoop<M> {
         }
     }
 
+    /// Takes restartable members' notices: polled with `cx`, which
+    /// registers for the next, or without, for those sent before an exit.
+    fn take_notices(&mut self, mut cx: Option<&mut Context<'_>>) {
+        loop {
+            let Some(rx) = self.notices.as_mut() else {
+                return;
+            };
+            let notice = match cx.as_deref_mut() {
+                Some(cx) => match rx.poll_next_unpin(cx) {
+                    Poll::Ready(Some(notice)) => notice,
+                    _ => return,
+                },
+                None => match rx.try_recv() {
+                    Ok(notice) => notice,
+                    Err(_) => return,
+                },
+            };
+            self.notice(notice);
+        }
+    }
+
+    /// Enters one restart notice and tells the observers.
+    fn notice(&mut self, notice: Notice) {
+        let index = match notice {
+            Notice::Restarting { index, .. }
+            | Notice::Restarted { index, .. }
+            | Notice::LimitReached { index } => index,
+        };
+        let Some(entry) = self.entries.get_mut(index) else {
+            return;
+        };
+        let name = &entry.name;
+        let restarts = entry.restarts.get_or_insert_with(Default::default);
+        let event = match notice {
+            Notice::Restarting {
+                error,
+                restart,
+                delay,
+                ..
+            } => {
+                restarts.failed(error);
+                Event::MemberRestarting {
+                    index,
+                    name,
+                    error: restarts.last_failure(),
+                    restart,
+                    delay,
+                }
+            }
+            Notice::Restarted { restart, .. } => {
+                restarts.count = restart;
+                Event::MemberRestarted {
+                    index,
+                    name,
+                    restart,
+                }
+            }
+            Notice::LimitReached { .. } => {
+                restarts.limit_reached = true;
+                Event::RestartLimitReached {
+                    index,
+                    name,
+                    restarts: restarts.count,
+                }
+            }
+        };
+        self.settings.emit(event);
+    }
+
     /// Enters one exit. Only the exit of the member that began the stop may
     /// reach the observers before the stop does.
     fn record(&mut self, exit: Exit, now: Instant) {
+        // A restartable member's notices come before its exit.
+        self.take_notices(None);
         let trigger = self.state.broadcast.trigger();
         if self.state.is_stopped() && trigger != Some(exit.index) {
             self.announce();
@@ -456,6 +556,7 @@ impl<M: Members> RunLoop<M> {
         self.running -= 1;
         if !entry.watcher {
             self.working -= 1;
+            self.stages.ended(entry.stage);
         }
     }
 
@@ -463,8 +564,24 @@ impl<M: Members> RunLoop<M> {
     fn begin_stop(&mut self) -> Phase {
         self.began = Some(Instant::now());
         self.announce();
+        self.release_stages();
         let grace = self.settings.grace.as_ref();
         Phase::Stopping(grace.map(|(grace, timer)| timer.sleep_boxed(*grace)))
+    }
+
+    /// Stops each stage whose turn has come; observers hear of stages only
+    /// in a group of several.
+    fn release_stages(&mut self) {
+        let settings = &self.settings;
+        let several = self.stages.runs.len() > 1;
+        self.stages.release(Instant::now(), |change| {
+            if several {
+                settings.emit(match change {
+                    Change::Began(stage) => Event::StageStopping { stage },
+                    Change::Ended(stage) => Event::StageStopped { stage },
+                });
+            }
+        });
     }
 
     /// Tells the observers the stop began, once.
@@ -480,6 +597,10 @@ impl<M: Members> RunLoop<M> {
     /// watchers; every `Stop` of the group resolves.
     fn finish(mut self) -> Report {
         self.announce();
+        if self.began.is_some() {
+            // The last exits may have ended stages the loop has not seen.
+            self.release_stages();
+        }
         let finished = Instant::now();
         let (cancelled_at, reason) = self.cancelled.unwrap_or((finished, CancelReason::Runtime));
         let ran_for = cancelled_at.saturating_duration_since(self.started);
@@ -491,6 +612,8 @@ impl<M: Members> RunLoop<M> {
             };
             members.push(MemberReport {
                 name: entry.name,
+                stage: entry.stage,
+                restarts: entry.restarts,
                 outcome,
                 ran_for,
             });
@@ -499,11 +622,26 @@ impl<M: Members> RunLoop<M> {
         let report = Report {
             members,
             cause: self.state.cause().cloned(),
-            trigger: self.state.broadcast.trigger(),
+            // Fewer than 2^32 members: the index fits.
+            trigger: self.state.broadcast.trigger().map(|index| index as u32),
             drain: self.began.map_or(Duration::ZERO, |began| finished - began),
+            stages: self.stage_reports(),
         };
         self.settings.emit(Event::GroupDone { report: &report });
         report
+    }
+
+    /// Each stage's stop, timed from the beginning of the group's.
+    fn stage_reports(&self) -> Box<[StageReport]> {
+        let since = |at: Option<Instant>| Some(at?.saturating_duration_since(self.began?));
+        let runs = &self.stages.runs;
+        runs.iter()
+            .map(|run| StageReport {
+                stage: run.stage,
+                began: since(run.began),
+                ended: since(run.ended),
+            })
+            .collect()
     }
 
     fn dismiss_or_cancel(&self, index: usize, entry: &Entry, reason: CancelReason) -> Outcome {
@@ -527,9 +665,11 @@ impl<M: Members> RunLoop<M> {
     }
 }
 
-/// The parent's stop is the nested group's, with the parent's cause.
+/// The parent's stop is the nested group's, with the parent's cause: once
+/// the nested group's own stop fires, which in a staged parent comes with
+/// its stage.
 fn follow_parent(state: &StopState, parent: Option<&Stop>) {
-    if let Some(cause) = parent.and_then(Stop::cause) {
+    if let Some(cause) = parent.filter(|p| p.is_stopped()).and_then(Stop::cause) {
         state
             .broadcast
             .stop(None, || Cause::Parent(Box::new(cause.clone())));

@@ -227,6 +227,12 @@ impl StopState {
         self.broadcast.is_stopped()
     }
 
+    /// A latch for a later stage's stop, on this state's event: a waiter on
+    /// the state sees it set.
+    pub(crate) fn stage_latch(&self) -> Arc<Latch> {
+        Latch::on(&self.event)
+    }
+
     pub(crate) fn cause(&self) -> Option<&Cause> {
         self.broadcast.cause()
     }

@@ -56,6 +56,16 @@ impl Stop {
         }
     }
 
+    /// A member's signal in a later stage: it fires when `latch`, its
+    /// stage's, is set by the run.
+    pub(crate) fn staged(state: Arc<StopState>, latch: Arc<Latch>) -> Self {
+        Stop {
+            state,
+            latch,
+            waiter: Waiter::new(),
+        }
+    }
+
     /// A stop signal that never fires on its own: for calling a handler or a
     /// member outside a group, in a unit test say. (Its [`handle`](Stop::handle)
     /// stops it.)

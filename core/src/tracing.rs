@@ -5,7 +5,8 @@ use crate::report::Outcome;
 
 /// An [`Observer`] that reports the group's lifecycle as [`tracing`]
 /// events, target `allstop`: members starting (debug), a stop requested or
-/// beginning with its cause (info), members exiting (info when `Ok`, error
+/// beginning with its cause (info), each stage of a staged group stopping
+/// and stopped (info), members exiting (info when `Ok`, error
 /// otherwise), members cancelled, with the reason (warn), and the group done
 /// with its drain time (info).
 ///
@@ -28,10 +29,36 @@ impl Observer for Tracing {
                 delay.as_millis()
             ),
             Event::StopBegan { cause } => tracing::info!(target: "allstop", "stopping: {cause}"),
+            Event::StageStopping { stage } => {
+                tracing::info!(target: "allstop", "stage {stage} stopping")
+            }
+            Event::StageStopped { stage } => {
+                tracing::info!(target: "allstop", "stage {stage} stopped")
+            }
             Event::MemberExited { name, outcome, .. } => match outcome {
                 Outcome::Ok => tracing::info!(target: "allstop", member = %name, "member exited"),
                 other => tracing::error!(target: "allstop", member = %name, "member {other}"),
             },
+            Event::MemberRestarting {
+                name,
+                error,
+                restart,
+                delay,
+                ..
+            } => tracing::warn!(
+                target: "allstop",
+                member = %name,
+                "member {error}; restart {restart} in {} ms",
+                delay.as_millis()
+            ),
+            Event::MemberRestarted { name, restart, .. } => {
+                tracing::info!(target: "allstop", member = %name, "member restarted ({restart})")
+            }
+            Event::RestartLimitReached { name, restarts, .. } => tracing::error!(
+                target: "allstop",
+                member = %name,
+                "member failed past its restart limit ({restarts} restarts): stopping the group"
+            ),
             Event::MemberCancelled { name, reason, .. } => tracing::warn!(
                 target: "allstop",
                 member = %name,

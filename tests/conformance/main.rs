@@ -157,6 +157,7 @@ macro_rules! conformance {
 // After the macro: a `macro_rules!` is visible only below its definition.
 mod hostile;
 mod suite;
+mod supervision;
 
 /// Guarantee 4: every member's result is sent, and its task ends, while the
 /// collector is not polled at all.

@@ -150,3 +150,135 @@ proptest! {
         bounded(move || check::<crate::Spawned<crate::Futures>>(kinds));
     }
 }
+
+/// What one member of a random staged group does.
+#[derive(Debug, Clone)]
+enum Plan {
+    /// Ends on its own after `n` turns: it begins the stop.
+    Finish(usize),
+    /// Waits for its stop, then takes `n` turns.
+    Obey(usize),
+    /// Restartable, at most `limit` restarts: fails `failures` times after
+    /// `n` turns each, then waits for its stop.
+    Flaky { failures: u32, limit: u32, n: usize },
+}
+
+fn plan() -> impl Strategy<Value = (u16, Plan)> {
+    let plan = prop_oneof![
+        (0..6usize).prop_map(Plan::Finish),
+        (0..6usize).prop_map(Plan::Obey),
+        (0..4u32, 0..4u32, 0..4usize).prop_map(|(failures, limit, n)| Plan::Flaky {
+            failures,
+            limit,
+            n
+        }),
+    ];
+    (0..3u16, plan)
+}
+
+/// Stops in stage order, with restarts in between: a member's stop comes
+/// only once every member of the earlier stages has ended; restarts stay
+/// within the limit, and past it the report says so.
+fn check_staged<M: Mode>(plans: Vec<(u16, Plan)>) {
+    use std::sync::{Arc, Mutex};
+
+    let timer = ManualTimer::new();
+    timer.fire();
+    // (stage, "stop" or "end"), in the order they happened.
+    let log: Arc<Mutex<Vec<(u16, &'static str)>>> = Arc::default();
+    let mut group = Group::new();
+    for (i, (stage, plan)) in plans.iter().cloned().enumerate() {
+        group.stage(allstop::Stage::new(stage));
+        let log = log.clone();
+        let finished = log.clone();
+        let obey = move |stop: Stop, n: usize| {
+            let log = log.clone();
+            async move {
+                stop.await;
+                log.lock().unwrap().push((stage, "stop"));
+                yield_times(n).await;
+                log.lock().unwrap().push((stage, "end"));
+                Ok::<(), String>(())
+            }
+        };
+        match plan {
+            Plan::Finish(n) => group.add(format!("m{i}"), move |_stop: Stop| async move {
+                yield_times(n).await;
+                finished.lock().unwrap().push((stage, "end"));
+                Ok::<(), String>(())
+            }),
+            Plan::Obey(n) => group.add(format!("m{i}"), move |stop| obey(stop, n)),
+            Plan::Flaky { failures, limit, n } => {
+                let policy = allstop::Restart::on_failure(timer.clone())
+                    .limit(limit, Duration::from_secs(3600));
+                let mut attempt = 0;
+                group.add_restartable(format!("m{i}"), policy, move |stop: Stop| {
+                    attempt += 1;
+                    let obey = obey.clone();
+                    let fails = attempt <= failures;
+                    async move {
+                        if fails {
+                            yield_times(n).await;
+                            return Err(format!("attempt {attempt}"));
+                        }
+                        obey(stop, n).await
+                    }
+                })
+            }
+        };
+    }
+    // Stops the group once the restarts have had their turns, unless a
+    // member did first.
+    group.stage(allstop::Stage::FIRST);
+    group.add("stopper", |_stop: Stop| async {
+        yield_times(64).await;
+        Ok::<(), String>(())
+    });
+    let report = M::block_on(M::run(group));
+
+    let log = log.lock().unwrap();
+    for (at, (stage, what)) in log.iter().enumerate() {
+        if *what == "stop" {
+            // Every member of an earlier stage that got its stop ended before.
+            let ended_later = log[at..].iter().any(|(s, w)| s < stage && *w == "end");
+            assert!(!ended_later, "stage {stage} stopped early: {log:?}");
+        }
+    }
+    for ((_, plan), member) in plans.iter().zip(report.members()) {
+        if let Plan::Flaky {
+            failures, limit, ..
+        } = plan
+        {
+            assert!(member.restarts() <= (*failures).min(*limit), "{report}");
+            assert_eq!(
+                member.outcome().is_ok(),
+                member.restarts() == *failures,
+                "{report}"
+            );
+            if member.restart_limit_reached() {
+                assert!(failures > limit && member.restarts() == *limit, "{report}");
+            }
+        } else {
+            assert!(member.outcome().is_ok(), "{report}");
+        }
+    }
+    for pair in report.stages().windows(2) {
+        if let (Some(ended), Some(began)) = (pair[0].ended(), pair[1].began()) {
+            assert!(ended <= began, "{report}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_staged_groups_with_restarts_in_task(plans in prop::collection::vec(plan(), 1..12)) {
+        bounded(move || check_staged::<crate::InTask<crate::Futures>>(plans));
+    }
+
+    #[test]
+    fn random_staged_groups_with_restarts_spawned(plans in prop::collection::vec(plan(), 1..12)) {
+        bounded(move || check_staged::<crate::Spawned<crate::Futures>>(plans));
+    }
+}

@@ -4,17 +4,17 @@ use std::fmt::Write;
 
 use crate::{MemberState, Status, Stop};
 
-/// `{"ready":…,"stopping":…,"profiling":…,"cause":…,"members":[{"name":…,"state":…,"outcome":…,"uptime_ms":…}]}`
+/// `{"ready":…,"stopping":…,"profiling":…,"cause":…,"members":[{"name":…,"state":…,"outcome":…,"uptime_ms":…,"stage":…,"restarts":…,"last_error":…,"next_attempt_ms":…}],"stages":[{"stage":…,"began_ms":…,"ended_ms":…}]}`
 ///
-/// `stop`, the group's own signal when the request came through allstop's
-/// server, is the authority on whether the group is stopping: the status
+/// `stop`, the signal of the request's server when it came through
+/// allstop's, is the authority on whether the group is stopping: the status
 /// hears of the stop a moment later, from the group's run loop.
 pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> String {
     let mut out = String::from("{");
     let cause = status
         .cause()
         .or_else(|| stop.and_then(Stop::cause).cloned());
-    let ready = status.is_ready() && !stop.is_some_and(Stop::is_stopped);
+    let ready = status.is_ready() && !stop.is_some_and(group_stopping);
     let _ = write!(
         out,
         "\"ready\":{ready},\"stopping\":{},\"profiling\":{profiling},\"cause\":",
@@ -25,7 +25,11 @@ pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> St
         None => out.push_str("null"),
     }
     out.push_str(",\"members\":[");
-    for (i, member) in status.members().iter().enumerate() {
+    let members = status.members();
+    // The first stage stops with the group: until the status hears of it,
+    // its members are shown stopping from the request's stop.
+    let first = members.iter().map(|m| m.stage).min();
+    for (i, member) in members.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -34,7 +38,9 @@ pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> St
         out.push_str(",\"state\":");
         let state = match &member.state {
             // Still running when the stop began: stopping.
-            MemberState::Running if cause.is_some() => MemberState::Stopping.as_str(),
+            MemberState::Running if cause.is_some() && Some(member.stage) == first => {
+                MemberState::Stopping.as_str()
+            }
             state => state.as_str(),
         };
         string(&mut out, state);
@@ -44,10 +50,48 @@ pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> St
             MemberState::Cancelled => string(&mut out, "cancelled"),
             _ => out.push_str("null"),
         }
-        let _ = write!(out, ",\"uptime_ms\":{}}}", member.uptime.as_millis());
+        let _ = write!(
+            out,
+            ",\"uptime_ms\":{},\"stage\":",
+            member.uptime.as_millis()
+        );
+        string(&mut out, &member.stage.to_string());
+        let _ = write!(out, ",\"restarts\":{},\"last_error\":", member.restarts);
+        match &member.last_error {
+            Some(error) => string(&mut out, error),
+            None => out.push_str("null"),
+        }
+        match member.next_attempt {
+            Some(next) => write!(out, ",\"next_attempt_ms\":{}}}", next.as_millis()),
+            None => write!(out, ",\"next_attempt_ms\":null}}"),
+        }
+        .ok();
+    }
+    out.push_str("],\"stages\":[");
+    for (i, stage) in status.stages().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"stage\":");
+        string(&mut out, &stage.stage.to_string());
+        for (key, at) in [("began_ms", stage.began), ("ended_ms", stage.ended)] {
+            match at {
+                Some(at) => write!(out, ",\"{key}\":{}", at.as_millis()),
+                None => write!(out, ",\"{key}\":null"),
+            }
+            .ok();
+        }
+        out.push('}');
     }
     out.push_str("]}\n");
     out
+}
+
+/// Whether the group of the request's server is stopping: its own stop may
+/// come later, in a later stage, but the cause is the group's as soon as
+/// the stop begins.
+pub(crate) fn group_stopping(stop: &Stop) -> bool {
+    stop.is_stopped() || stop.cause().is_some()
 }
 
 /// Appends `value` as a JSON string.

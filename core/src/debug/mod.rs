@@ -10,7 +10,7 @@
 //! | `GET /debug/pprof/heap` | a heap profile (the allocations sampled and still live) as a gzip-compressed pprof protobuf, from jemalloc's profiler: feature `heap`, Linux, and jemalloc as the allocator with profiling on; 501 with these instructions otherwise |
 //! | `GET /healthz` | 200 while the process is up |
 //! | `GET /readyz` | 200 while the group runs; 503 from the moment a stop is requested or begins |
-//! | `GET /debug/group` | the members, their states and uptimes, the stop's cause, and whether a profile is running, as JSON |
+//! | `GET /debug/group` | the members, their states, stages, uptimes and restarts, each stage's stop, the stop's cause, and whether a profile is running, as JSON |
 //!
 //! Every route answers `HEAD` as it answers `GET`, without a body (the
 //! profile routes without profiling), as load balancers and uptime checkers
@@ -191,7 +191,7 @@ impl Debug {
             Route::Ready => {
                 // The request's stop is the authority: the status hears of
                 // the stop a moment later, from the group's run loop.
-                if inner.status.is_ready() && !stop.as_ref().is_some_and(Stop::is_stopped) {
+                if inner.status.is_ready() && !stop.as_ref().is_some_and(json::group_stopping) {
                     text(StatusCode::OK, "ready\n".into())
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into())
