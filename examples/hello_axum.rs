@@ -110,7 +110,7 @@ async fn echo(mut socket: WebSocket, stop: Stop) {
                     reason: "server stopping".into(),
                 };
                 if socket.send(Message::Close(Some(close))).await.is_ok() {
-                    // Wait for the client's close (the drain deadline bounds
+                    // Wait for the client's close (the group's grace bounds
                     // a client that never sends it).
                     while let Some(Ok(_)) = socket.recv().await {}
                 }

@@ -373,6 +373,7 @@ fn hello_axum_ends_its_websocket_and_event_stream_at_sigterm() {
             .enable_all()
             .build()
             .unwrap();
+        let mut signalled = None;
         runtime.block_on(async {
             let stream = tokio::net::TcpStream::connect(app).await.unwrap();
             let (mut socket, _) = tokio_tungstenite::client_async(format!("ws://{app}/ws"), stream)
@@ -381,6 +382,7 @@ fn hello_axum_ends_its_websocket_and_event_stream_at_sigterm() {
             socket.send(Message::text("hi")).await.unwrap();
             assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hi"));
             program.signal("TERM");
+            signalled = Some(Instant::now());
             match socket.next().await {
                 Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
                 other => panic!("expected a close frame, got {other:?}"),
@@ -391,6 +393,9 @@ fn hello_axum_ends_its_websocket_and_event_stream_at_sigterm() {
         while let Some(_chunk) = events.read_chunk().unwrap() {}
         let status = program.wait();
         assert_eq!(status.code(), Some(0), "{}", program.stderr());
+        // Well before the 60 s grace: nothing waited for a deadline.
+        let took = signalled.unwrap().elapsed();
+        assert!(took < Duration::from_secs(20), "exit took {took:?}");
     });
 }
 

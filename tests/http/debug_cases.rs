@@ -208,8 +208,9 @@ pub fn every_get_route_answers_head<N: Net>() {
             (status, Some(content_type)),
             "HEAD {path}"
         );
-        // (A GET of a profile route would take a profile.)
-        if !(status == 200 && path.contains("seconds")) {
+        // (A GET of a profile route would take a profile; /debug/group's
+        // uptimes change length between two requests.)
+        if !(status == 200 && path.contains("seconds")) && path != "/debug/group" {
             let get = get(addr, path);
             assert_eq!(get.status, status, "GET {path}");
             let length = get.body.len().to_string();
@@ -388,6 +389,38 @@ pub fn heap_profile_without_jemalloc_says_how_to_get_one<N: Net>() {
         assert!(text.contains(needed), "{needed:?} missing from {text}");
     }
     assert!(get(addr, "/debug/pprof/").text().contains("heap"));
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
+/// HEAD over HTTP/2: the same status and headers, and no DATA frame (hyper
+/// leaves the body out on HTTP/1 only; seen failing without the debug
+/// routes' own HEAD handling).
+pub fn head_over_http2_sends_no_body<N: Net>() {
+    use crate::h2raw::{self, H2};
+
+    let (group, addr, _debug) = debug_serving::<N>(Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = H2::connect(addr).unwrap();
+    // :method HEAD (literal, indexed name 2), :scheme http, :path /healthz
+    // (literal, indexed name 4), :authority "test".
+    let mut block = vec![0x02, 0x04];
+    block.extend_from_slice(b"HEAD");
+    block.extend_from_slice(&[0x86, 0x04, 0x08]);
+    block.extend_from_slice(b"/healthz");
+    block.extend_from_slice(&[0x41, 0x04]);
+    block.extend_from_slice(b"test");
+    client.send(h2raw::HEADERS, 0x1 | 0x4, 1, &block).unwrap();
+    let frames = client.read_response(1).unwrap();
+    let on_stream: Vec<_> = frames.iter().filter(|f| f.stream == 1).collect();
+    assert_eq!(on_stream[0].kind, h2raw::HEADERS, "{frames:?}");
+    assert!(
+        on_stream
+            .iter()
+            .all(|f| f.kind != h2raw::DATA || f.payload.is_empty()),
+        "a body on the wire: {frames:?}"
+    );
     handle.stop("test");
     assert!(run.join().unwrap().is_success());
 }

@@ -34,6 +34,7 @@ macro_rules! http_tests {
             silent_and_preface_only_connections_are_cut,
             idle_http2_connection_closes_without_a_ping_answer,
             a_failing_listener_ends_its_handlers_and_the_group,
+            an_http2_connection_found_out_during_the_drain_gets_goaway,
         );
         instantiate!(services, $net;
             a_websocket_closes_with_going_away_at_the_stop,
@@ -65,6 +66,7 @@ macro_rules! debug_tests {
             flamegraph_is_svg,
             bad_requests_get_clear_errors,
             every_get_route_answers_head,
+            head_over_http2_sends_no_body,
             heap_profile_without_jemalloc_says_how_to_get_one,
             second_profile_conflicts_and_the_stop_ends_the_first,
             readyz_fails_from_the_stop_request,

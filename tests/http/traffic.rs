@@ -17,12 +17,22 @@ use crate::client::Client;
 use crate::h2raw::{self, H2};
 use crate::net::{App, Busy, Config, Net};
 
+/// A drain that gives a connection with no request yet seconds to send
+/// one: a client thread the machine pauses between its connect and its
+/// request must not be mistaken for a lost request.
+fn patient() -> Config {
+    Config {
+        idle_grace: Some(Duration::from_secs(5)),
+        ..Config::default()
+    }
+}
+
 // Connections the kernel accepted while the runtime was too busy to take
 // them are served after the stop, not reset with the listener.
 pub fn the_backlog_is_served_after_a_busy_runtime_stops<N: Net>() {
     const CLIENTS: usize = 20;
     let app = App::new();
-    let (mut group, addr) = serving::<N>(&app, Config::default());
+    let (mut group, addr) = serving::<N>(&app, patient());
     let busy = Busy::add_to::<N>(&mut group);
     let handle = group.stop_handle();
     let run = start::<N>(group);
@@ -59,7 +69,7 @@ pub fn no_request_lost_when_clients_connect_per_request<N: Net>() {
     let mut answered = 0;
     for _ in 0..STOPS {
         let app = App::new();
-        let (group, addr) = serving::<N>(&app, Config::default());
+        let (group, addr) = serving::<N>(&app, patient());
         let handle = group.stop_handle();
         let run = start::<N>(group);
         let stopping = Arc::new(AtomicBool::new(false));
@@ -236,4 +246,33 @@ pub fn a_failing_listener_ends_its_handlers_and_the_group<N: Net>() {
         Outcome::Ok
     ));
     wait_refused(addr);
+}
+
+// An HTTP/2 connection that had made no request when the drain began is
+// found out by its first request then, and gets its GOAWAY at once (with a
+// long idle grace, it would otherwise wait for that grace).
+pub fn an_http2_connection_found_out_during_the_drain_gets_goaway<N: Net>() {
+    let app = App::new();
+    let config = Config {
+        idle_grace: Some(Duration::from_secs(60)),
+        ..Config::default()
+    };
+    let (group, addr) = serving::<N>(&app, config);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = H2::connect(addr).unwrap();
+    // The server's settings: the connection is accepted and speaks HTTP/2.
+    while client.read().unwrap().unwrap().kind != h2raw::SETTINGS {}
+    handle.stop("test");
+    wait_refused(addr);
+    client.get(1).unwrap();
+    let mut frames = client.read_response(1).unwrap();
+    while !frames.iter().any(|f| f.kind == h2raw::GOAWAY) {
+        frames.push(client.read().unwrap().expect("closed without a GOAWAY"));
+    }
+    assert!(frames
+        .iter()
+        .any(|f| f.kind == h2raw::DATA && f.payload == b"hello"));
+    drop(client);
+    assert!(run.join().unwrap().is_success());
 }

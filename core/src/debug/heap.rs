@@ -27,14 +27,18 @@ feature, and add two items to the program's main file:
 symbol is `malloc_conf`). Then `go tool pprof http://HOST/debug/pprof/heap`.
 ";
 
-/// A heap profile as a gzip-compressed pprof protobuf.
+/// A heap profile as a gzip-compressed pprof protobuf; with `head_only`,
+/// whether there would be one, without taking it.
 #[cfg(all(feature = "heap", target_os = "linux"))]
-pub(crate) async fn profile() -> Result<Vec<u8>, HeapError> {
+pub(crate) async fn profile(head_only: bool) -> Result<Vec<u8>, HeapError> {
     let Some(control) = jemalloc_pprof::PROF_CTL.as_ref() else {
         return Err(HeapError::NotActive(
             "heap profiling is off: jemalloc is not the allocator, or runs without `prof:true`",
         ));
     };
+    if head_only {
+        return Ok(Vec::new());
+    }
     let control = control.clone();
     let (done, result) = futures::channel::oneshot::channel();
     // Dumping writes and parses a file: not on an async thread.
@@ -65,7 +69,7 @@ pub(crate) async fn profile() -> Result<Vec<u8>, HeapError> {
 
 /// A heap profile as a gzip-compressed pprof protobuf.
 #[cfg(not(all(feature = "heap", target_os = "linux")))]
-pub(crate) async fn profile() -> Result<Vec<u8>, HeapError> {
+pub(crate) async fn profile(_head_only: bool) -> Result<Vec<u8>, HeapError> {
     Err(HeapError::NotActive(if cfg!(target_os = "linux") {
         "this program was built without allstop's `heap` feature"
     } else {

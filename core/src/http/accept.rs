@@ -76,6 +76,8 @@ impl AcceptError {
         match error.raw_os_error() {
             Some(code) if errno::RESOURCES.contains(&code) => AcceptError::Resources,
             Some(code) if errno::CONNECTION.contains(&code) => AcceptError::Connection,
+            #[cfg(target_os = "linux")]
+            Some(libc::ENONET) => AcceptError::Connection,
             _ => AcceptError::Fatal,
         }
     }
@@ -160,6 +162,8 @@ mod tests {
                 AcceptError::Connection
             );
             assert_eq!(AcceptError::of(&os(libc::EPROTO)), AcceptError::Connection);
+            #[cfg(target_os = "linux")]
+            assert_eq!(AcceptError::of(&os(libc::ENONET)), AcceptError::Connection);
             assert_eq!(AcceptError::of(&os(libc::EBADF)), AcceptError::Fatal);
             assert_eq!(AcceptError::of(&os(libc::EINVAL)), AcceptError::Fatal);
         }

@@ -208,7 +208,10 @@ pub(crate) struct TrackedIo<I> {
     io: I,
     state: Arc<ConnState>,
     forced: Arc<Latch>,
-    waiter: Waiter,
+    /// One for reads, one for writes: a handler may read and write from
+    /// two tasks, and each must be woken by the force.
+    read_waiter: Waiter,
+    write_waiter: Waiter,
     _token: TaskToken,
 }
 
@@ -218,23 +221,37 @@ impl<I> TrackedIo<I> {
             io,
             state,
             forced: forced.clone(),
-            waiter: Waiter::new(),
+            read_waiter: Waiter::new(),
+            write_waiter: Waiter::new(),
             _token: token,
         }
     }
 
     /// An error once an upgraded connection is to be cut; otherwise
-    /// registers to be woken when it is.
-    fn cut(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+    /// registers `waiter` to be woken when it is.
+    fn cut(
+        state: &ConnState,
+        forced: &Latch,
+        waiter: &mut Waiter,
+        cx: &mut Context<'_>,
+    ) -> Option<io::Error> {
         // Relaxed: set by the response that upgraded, before hyper hands
         // the IO over; until then the connection task drops the IO itself.
-        if !self.state.upgraded.load(Ordering::Relaxed) {
+        if !state.upgraded.load(Ordering::Relaxed) {
             return None;
         }
-        self.forced
-            .poll_set(cx, &mut self.waiter)
+        forced
+            .poll_set(cx, waiter)
             .is_ready()
             .then(|| io::Error::new(io::ErrorKind::ConnectionAborted, "the server's drain ended"))
+    }
+
+    fn cut_read(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        Self::cut(&self.state, &self.forced, &mut self.read_waiter, cx)
+    }
+
+    fn cut_write(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        Self::cut(&self.state, &self.forced, &mut self.write_waiter, cx)
     }
 }
 
@@ -244,7 +261,7 @@ impl<I: Read + Unpin> Read for TrackedIo<I> {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(error) = self.cut(cx) {
+        if let Some(error) = self.cut_read(cx) {
             return Poll::Ready(Err(error));
         }
         Pin::new(&mut self.io).poll_read(cx, buf)
@@ -257,7 +274,7 @@ impl<I: Write + Unpin> Write for TrackedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(error) = self.cut(cx) {
+        if let Some(error) = self.cut_write(cx) {
             return Poll::Ready(Err(error));
         }
         Pin::new(&mut self.io).poll_write(cx, buf)
@@ -268,7 +285,7 @@ impl<I: Write + Unpin> Write for TrackedIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if let Some(error) = self.cut(cx) {
+        if let Some(error) = self.cut_write(cx) {
             return Poll::Ready(Err(error));
         }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
@@ -279,7 +296,7 @@ impl<I: Write + Unpin> Write for TrackedIo<I> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(error) = self.cut(cx) {
+        if let Some(error) = self.cut_write(cx) {
             return Poll::Ready(Err(error));
         }
         Pin::new(&mut self.io).poll_flush(cx)
@@ -319,6 +336,11 @@ enum Next {
 
 impl Phase {
     fn next(&self, idle: Option<Duration>, h2: bool, grace: Duration, now: Instant) -> Next {
+        if let (Phase::Draining, true) = (self, h2) {
+            // Known to be HTTP/2 only once a request came, after the drain
+            // began: GOAWAY now, whatever is in flight.
+            return Next::Shutdown;
+        }
         let Some(idle) = idle else {
             return Next::AwaitIdle;
         };
@@ -544,6 +566,16 @@ mod tests {
             Next::Sleep(GRACE)
         );
         assert_eq!(shut.next(Some(GRACE * 2), false, GRACE, now), Next::Drop);
+    }
+
+    #[test]
+    fn an_http2_connection_found_out_while_draining_gets_its_goaway_at_once() {
+        let now = Instant::now();
+        assert_eq!(Phase::Draining.next(None, true, GRACE, now), Next::Shutdown);
+        assert_eq!(
+            Phase::Draining.next(Some(MS), true, GRACE, now),
+            Next::Shutdown
+        );
     }
 
     #[test]

@@ -6,28 +6,34 @@
 //! stop. Then it:
 //!
 //! 1. takes every connection the kernel has already completed (the listen
-//!    backlog, read from the kernel itself, not from cached readiness) and
-//!    serves it too, then drops the listener, so the port is free at once
-//!    and new connections are refused;
+//!    backlog, read from the kernel itself, not from cached readiness, as
+//!    far as file descriptors allow) and serves it too, then drops the
+//!    listener, so the port is free at once and new connections are
+//!    refused;
 //! 2. lets every request in flight finish, marking each response after the
 //!    stop `Connection: close` (HTTP/1) or sending GOAWAY (HTTP/2), so no
 //!    request a client has sent is dropped;
-//! 3. closes each connection once it has been idle for the *idle grace*
-//!    (default 250 ms; a connection already idle that long closes at once),
-//!    HTTP/2 ones without waiting for the client to answer a PING, and drops
-//!    an HTTP/1 one still open after twice that (a half-sent request, a
-//!    client that does not read);
+//! 3. closes each HTTP/1 connection once it has been idle for the *idle
+//!    grace* (default 250 ms; one already idle that long closes at once),
+//!    and drops one still open after twice that (a half-sent request head);
+//!    drops each HTTP/2 connection one idle grace after its GOAWAY once its
+//!    streams are done, without waiting for the client to answer a PING. A
+//!    request in flight is waited for however long it takes (a half-sent
+//!    body, a client that does not read a large response): the drain
+//!    deadline, or the group's grace, bounds those;
 //! 4. waits for upgraded connections (WebSockets) to end: their handlers
 //!    see the stop and should close them;
 //! 5. returns `Ok(())` once every connection is closed — or, if a drain
-//!    deadline is set and passes first, drops the rest (upgraded ones
-//!    included) and returns [`ServeError::DrainTimeout`].
+//!    deadline is set and passes first, drops the rest, makes every read and
+//!    write of an upgraded connection fail from then on, and returns
+//!    [`ServeError::DrainTimeout`].
 //!
-//! Nothing a client does can hold a connection open without sending
-//! requests: every connection has the header-read timeout (default 10 s)
-//! from accept to its first complete request head, whatever it sends or
-//! does not send (nothing, part of the HTTP/2 preface, the whole preface),
-//! and hyper applies it to every later HTTP/1 request head.
+//! A client cannot hold a connection it never uses: every connection has
+//! the header-read timeout (default 10 s) from accept to its first complete
+//! request head, whatever it sends or does not send (nothing, part of the
+//! HTTP/2 preface, the whole preface), and hyper applies it to every later
+//! HTTP/1 request head. (An idle keep-alive connection that has made
+//! requests stays open until the stop, as in Go without an `IdleTimeout`.)
 //!
 //! Handlers find a [`Stop`] in the request's extensions: it fires when the
 //! group stops or when the server stops on its own (its listener failed), so
@@ -288,7 +294,8 @@ where
     /// # Cancellation safety
     ///
     /// Dropping the future stops accepting and drops every open connection
-    /// soon after, on its executor, upgraded ones included.
+    /// soon after, on its executor; upgraded ones fail their next read or
+    /// write.
     pub async fn serve<M>(
         &self,
         mut listener: impl Accept,
@@ -334,11 +341,15 @@ where
         // Connections the kernel has already completed may carry a request
         // their client has sent: take them and answer them, rather than let
         // closing the listener reset them.
-        while let Some(accepted) = listener.try_accept() {
-            match accepted {
-                Ok(io) => spawn(io),
-                Err(error) if AcceptError::of(&error) == AcceptError::Connection => {}
-                Err(_) => break,
+        // At most a backlog's worth: clients that keep connecting must not
+        // keep the listener open.
+        for _ in 0..self.backlog {
+            match listener.try_accept() {
+                None => break,
+                Some(Ok(io)) => spawn(io),
+                Some(Err(error)) if AcceptError::of(&error) == AcceptError::Connection => {}
+                // Out of file descriptors (or worse): what is left is reset.
+                Some(Err(_)) => break,
             }
         }
         // Free the port: new connections are refused from now on.
@@ -347,7 +358,12 @@ where
         if !self.wait_drained(&connections).await {
             let open = connections.len();
             drain.forced.set();
-            connections.wait().await;
+            // Connections go at once; an upgraded one fails its next read or
+            // write, which its handler may never make: wait a grace for
+            // them, no longer.
+            let gone = connections.wait();
+            let grace = self.timer.sleep(self.idle_grace);
+            futures::future::select(std::pin::pin!(gone), std::pin::pin!(grace)).await;
             return Err(ServeError::DrainTimeout { addr, open });
         }
         match failed {
