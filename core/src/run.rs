@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::task::AtomicWaker;
 
 use crate::cause::Cause;
 use crate::member::{Exit, Member};
@@ -130,6 +131,10 @@ impl Members for InTask {
 pub(crate) struct Spawned<T> {
     // Boxed because the receiver keeps its listener inline and is !Unpin.
     rx: Pin<Box<async_channel::Receiver<Exit>>>,
+    /// Each task's waker, for the cancellation to wake them all: one slot
+    /// per member in one allocation, rather than a listener each on the
+    /// group's event (an allocation, and that event's lock, per member).
+    wakers: Arc<[AtomicWaker]>,
     /// Dropping them cancels the tasks (the runtime contract), when the
     /// run itself is dropped.
     _tasks: Vec<T>,
@@ -144,19 +149,23 @@ impl<T> Spawned<T> {
         // Guarantee 4: sized to the members, so a finishing member never
         // waits on the collector (`try_send` cannot find it full).
         let (tx, rx) = async_channel::bounded(members.len().max(1));
+        let wakers: Arc<[AtomicWaker]> = members.iter().map(|_| AtomicWaker::new()).collect();
         let tasks = members
             .into_iter()
-            .map(|member| {
+            .enumerate()
+            .map(|(slot, member)| {
                 spawn(Reporting {
                     member,
                     state: state.clone(),
-                    waiter: Waiter::new(),
+                    wakers: wakers.clone(),
+                    slot,
                     tx: tx.clone(),
                 })
             })
             .collect();
         Spawned {
             rx: Box::pin(rx),
+            wakers,
             _tasks: tasks,
         }
     }
@@ -172,7 +181,11 @@ impl<T> Members for Spawned<T> {
     }
 
     fn cancel(&mut self, _cx: &mut Context<'_>) {
-        // Each `Reporting` watches the cancel latch, on its own task.
+        // The cancel latch is set: each task still pending polls its member
+        // a last time, on its own task, and drops it.
+        for waker in self.wakers.iter() {
+            waker.wake();
+        }
     }
 }
 
@@ -182,7 +195,9 @@ impl<T> Members for Spawned<T> {
 pub(crate) struct Reporting {
     member: Member,
     state: Arc<StopState>,
-    waiter: Waiter,
+    /// Where this task leaves its waker for the cancellation.
+    wakers: Arc<[AtomicWaker]>,
+    slot: usize,
     tx: async_channel::Sender<Exit>,
 }
 
@@ -194,10 +209,11 @@ impl Future for Reporting {
         let exit = match Pin::new(&mut this.member).poll(cx) {
             Poll::Ready(exit) => Some(exit),
             Poll::Pending => {
-                let cancelled = this
-                    .state
-                    .poll_until(cx, &mut this.waiter, |s| s.cancel.is_set());
-                if cancelled.is_pending() {
+                // Registered before the check: the cancellation sets the
+                // latch, then wakes every slot, so a cancel is either seen
+                // here or wakes this task.
+                this.wakers[this.slot].register(cx.waker());
+                if !this.state.cancel.is_set() {
                     return Poll::Pending;
                 }
                 this.member.cancel()
