@@ -152,93 +152,60 @@ impl Debug {
         query: Option<String>,
         stop: Option<Stop>,
     ) -> Response<Full<Bytes>> {
-        let route = match path.as_str() {
-            "/debug/pprof" | "/debug/pprof/" => Route::Index,
-            "/debug/pprof/profile" => Route::Profile(Format::Pprof),
-            "/debug/pprof/flamegraph" => Route::Profile(Format::Flamegraph),
-            "/debug/pprof/heap" => Route::Heap,
-            "/healthz" => Route::Health,
-            "/readyz" => Route::Ready,
-            "/debug/group" => Route::Group,
-            _ => {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    format!("no route {path}; see /debug/pprof/\n"),
-                )
-            }
+        let Some(route) = Route::of(&path) else {
+            let message = format!("no route {path}; see /debug/pprof/\n");
+            return text(StatusCode::NOT_FOUND, message);
         };
         if method != Method::GET && method != Method::HEAD {
-            let mut response = text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{path} answers GET and HEAD only, not {method}\n"),
-            );
+            let message = format!("{path} answers GET and HEAD only, not {method}\n");
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, message);
             response
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return response;
         }
-        let inner = &self.inner;
+        let head = method == Method::HEAD;
         match route {
-            Route::Index => {
-                let mut response = Response::new(Full::new(Bytes::from(INDEX)));
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/html; charset=utf-8"),
-                );
-                response
-            }
+            Route::Index => with_type(Full::new(Bytes::from(INDEX)), "text/html; charset=utf-8"),
             Route::Health => text(StatusCode::OK, "ok\n".into()),
-            Route::Ready => {
-                // The request's stop is the authority: the status hears of
-                // the stop a moment later, from the group's run loop.
-                if inner.status.is_ready() && !stop.as_ref().is_some_and(json::group_stopping) {
-                    text(StatusCode::OK, "ready\n".into())
-                } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into())
-                }
-            }
+            Route::Ready => self.ready(stop.as_ref()),
             Route::Group => {
-                let mut response = Response::new(Full::new(Bytes::from(json::group(
-                    &inner.status,
-                    stop.as_ref(),
-                    profile::is_running(),
-                ))));
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                response
+                let running = profile::is_running();
+                let json = json::group(&self.inner.status, stop.as_ref(), running);
+                with_type(Full::new(Bytes::from(json)), "application/json")
             }
-            Route::Profile(format) => {
-                let seconds =
-                    match seconds(query.as_deref(), inner.default_seconds, inner.max_seconds) {
-                        Ok(seconds) => seconds,
-                        Err(message) => return text(StatusCode::BAD_REQUEST, message),
-                    };
-                if method == Method::HEAD {
-                    // What a GET would answer, without taking a profile
-                    // (hyper sends no body to a HEAD request).
-                    return profile_response(format, Vec::new());
-                }
-                self.profile(seconds, format, stop).await
-            }
-            Route::Heap => match heap::profile(method == Method::HEAD).await {
-                Ok(bytes) => {
-                    let mut response = profile_response(Format::Pprof, bytes);
-                    response.headers_mut().insert(
-                        CONTENT_DISPOSITION,
-                        HeaderValue::from_static("attachment; filename=\"heap.pb.gz\""),
-                    );
-                    response
-                }
-                Err(heap::HeapError::NotActive(why)) => text(
-                    StatusCode::NOT_IMPLEMENTED,
-                    format!("{why}.\n\n{}", heap::HOW_TO),
-                ),
-                Err(heap::HeapError::Failed(message)) => {
-                    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{message}\n"))
-                }
-            },
+            Route::Profile(format) => self.profile_route(head, query, format, stop).await,
+            Route::Heap => heap_route(head).await,
         }
+    }
+
+    fn ready(&self, stop: Option<&Stop>) -> Response<Full<Bytes>> {
+        // The request's stop is the authority: the status hears of the stop
+        // a moment later, from the group's run loop.
+        if self.inner.status.is_ready() && !stop.is_some_and(json::group_stopping) {
+            text(StatusCode::OK, "ready\n".into())
+        } else {
+            text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into())
+        }
+    }
+
+    async fn profile_route(
+        &self,
+        head: bool,
+        query: Option<String>,
+        format: Format,
+        stop: Option<Stop>,
+    ) -> Response<Full<Bytes>> {
+        let inner = &self.inner;
+        let seconds = match seconds(query.as_deref(), inner.default_seconds, inner.max_seconds) {
+            Ok(seconds) => seconds,
+            Err(message) => return text(StatusCode::BAD_REQUEST, message),
+        };
+        if head {
+            // What a GET would answer, without taking a profile.
+            return profile_response(format, Vec::new());
+        }
+        self.profile(seconds, format, stop).await
     }
 
     async fn profile(
@@ -301,6 +268,50 @@ enum Route {
     Health,
     Ready,
     Group,
+}
+
+impl Route {
+    fn of(path: &str) -> Option<Route> {
+        Some(match path {
+            "/debug/pprof" | "/debug/pprof/" => Route::Index,
+            "/debug/pprof/profile" => Route::Profile(Format::Pprof),
+            "/debug/pprof/flamegraph" => Route::Profile(Format::Flamegraph),
+            "/debug/pprof/heap" => Route::Heap,
+            "/healthz" => Route::Health,
+            "/readyz" => Route::Ready,
+            "/debug/group" => Route::Group,
+            _ => return None,
+        })
+    }
+}
+
+/// A heap profile, or why there is none; a HEAD takes no dump.
+async fn heap_route(head: bool) -> Response<Full<Bytes>> {
+    match heap::profile(head).await {
+        Ok(bytes) => {
+            let mut response = profile_response(Format::Pprof, bytes);
+            response.headers_mut().insert(
+                CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"heap.pb.gz\""),
+            );
+            response
+        }
+        Err(heap::HeapError::NotActive(why)) => text(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{why}.\n\n{}", heap::HOW_TO),
+        ),
+        Err(heap::HeapError::Failed(message)) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("{message}\n"))
+        }
+    }
+}
+
+fn with_type(body: Full<Bytes>, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 impl<B> Service<Request<B>> for Debug {
