@@ -338,11 +338,26 @@ where
         drain.server_stop.stop();
         // Responses from now on close their connections.
         drain.closing.set();
-        // Connections the kernel has already completed may carry a request
-        // their client has sent: take them and answer them, rather than let
-        // closing the listener reset them.
-        // At most a backlog's worth: clients that keep connecting must not
-        // keep the listener open.
+        self.take_backlog(&mut listener, &spawn);
+        // Free the port: new connections are refused from now on.
+        drop(listener);
+
+        if !self.wait_drained(&connections).await {
+            let open = connections.len();
+            self.force(&drain, &connections).await;
+            return Err(ServeError::DrainTimeout { addr, open });
+        }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Connections the kernel has already completed may carry a request
+    /// their client has sent: takes them to be answered, rather than let
+    /// closing the listener reset them. At most a backlog's worth: clients
+    /// that keep connecting must not keep the listener open.
+    fn take_backlog<L: Accept>(&self, listener: &mut L, spawn: &impl Fn(L::Io)) {
         for _ in 0..self.backlog {
             match listener.try_accept() {
                 None => break,
@@ -352,24 +367,16 @@ where
                 Some(Err(_)) => break,
             }
         }
-        // Free the port: new connections are refused from now on.
-        drop(listener);
+    }
 
-        if !self.wait_drained(&connections).await {
-            let open = connections.len();
-            drain.forced.set();
-            // Connections go at once; an upgraded one fails its next read or
-            // write, which its handler may never make: wait a grace for
-            // them, no longer.
-            let gone = connections.wait();
-            let grace = self.timer.sleep(self.idle_grace);
-            futures::future::select(std::pin::pin!(gone), std::pin::pin!(grace)).await;
-            return Err(ServeError::DrainTimeout { addr, open });
-        }
-        match failed {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+    /// Cuts the drain short. Connections go at once; an upgraded one fails
+    /// its next read or write, which its handler may never make: waits a
+    /// grace for them, no longer.
+    async fn force(&self, drain: &Drain, connections: &TaskTracker) {
+        drain.forced.set();
+        let gone = connections.wait();
+        let grace = self.timer.sleep(self.idle_grace);
+        futures::future::select(std::pin::pin!(gone), std::pin::pin!(grace)).await;
     }
 
     /// Accepts and spawns connections until `stop`, or until the listener
