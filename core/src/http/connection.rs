@@ -62,8 +62,8 @@ pub(crate) struct ConnState {
     idle: Event,
     born: Instant,
     /// The server's drain has begun. The server's, not the group's stop:
-    /// the drain begins just before the listener closes, so a client told
-    /// to close reconnects to a closed port (refused: nothing sent, nothing
+    /// the drain begins once the listener is closed, so a client told to
+    /// close reconnects to a closed port (refused: nothing sent, nothing
     /// lost) rather than into a backlog about to be reset.
     closing: Arc<Latch>,
 }

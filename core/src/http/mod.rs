@@ -336,11 +336,13 @@ where
 
         let failed = self.accept_until(&stop, &mut listener, addr, &spawn).await;
         drain.server_stop.stop();
-        // Responses from now on close their connections.
-        drain.closing.set();
         self.take_backlog(&mut listener, &spawn);
         // Free the port: new connections are refused from now on.
         drop(listener);
+        // Only now do responses close their connections: a client told to
+        // close reconnects to a closed port (refused: nothing sent, nothing
+        // lost), never into a backlog about to be reset.
+        drain.closing.set();
 
         if !self.wait_drained(&connections).await {
             let open = connections.len();
