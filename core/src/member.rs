@@ -56,11 +56,14 @@ impl Member {
         E: Into<BoxError>,
     {
         let state = stop.state().clone();
-        let run = futures::future::lazy(move |_| start(stop)).flatten();
+        // The error's conversion is the member's code too: inside the guard.
+        let run = futures::future::lazy(move |_| start(stop))
+            .flatten()
+            .map(|result| result.map_err(Into::<BoxError>::into));
         let body = AssertUnwindSafe(run).catch_unwind().map(move |result| {
             let outcome = match result {
                 Ok(Ok(())) => Outcome::Ok,
-                Ok(Err(error)) => Outcome::Err(error.into()),
+                Ok(Err(error)) => Outcome::Err(error),
                 Err(payload) => Outcome::Panicked(unwind::message(payload)),
             };
             begin_stop(&state, index, name, &outcome);

@@ -102,11 +102,21 @@ impl fmt::Display for Outcome {
 pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn Error + 'static));
 
 impl ErrorChain<'_> {
+    /// How many sources are followed: a chain that loops (an error that is
+    /// its own source) ends here instead of never.
+    const DEPTH: usize = 32;
+
     fn text(&self) -> String {
         let mut text = self.0.to_string();
         let mut shown = text.clone();
         let mut source = self.0.source();
+        let mut depth = 0;
         while let Some(error) = source {
+            depth += 1;
+            if depth > Self::DEPTH {
+                text.push_str(": …");
+                break;
+            }
             let message = error.to_string();
             if !shown.contains(&message) {
                 text.push_str(": ");
@@ -603,5 +613,28 @@ impl Error for GroupFailed {
             Outcome::Err(error) => Some(&**error as &(dyn Error + 'static)),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_that_is_its_own_source_is_written_without_looping() {
+        #[derive(Debug)]
+        struct Loop;
+        impl fmt::Display for Loop {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("loop")
+            }
+        }
+        impl Error for Loop {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(self)
+            }
+        }
+        // Its own message is already shown: the chain adds nothing, and ends.
+        assert_eq!(ErrorChain(&Loop).to_string(), "loop: …");
     }
 }

@@ -118,10 +118,15 @@ impl Members for InTask {
         while let Poll::Ready(Some(exit)) = self.set.poll_next_unpin(cx) {
             self.late.push_back(exit);
         }
-        // One at a time, each drop caught: one member's panicking `Drop`
-        // cannot leave the others alive.
+        // Each member's own last poll: `FuturesUnordered` yields before it
+        // has polled every woken member when some wake themselves. Then one
+        // at a time, each drop caught: one member's panicking `Drop` cannot
+        // leave the others alive.
         for member in self.set.iter_mut() {
-            self.late.extend(member.cancel());
+            match Pin::new(&mut *member).poll(cx) {
+                Poll::Ready(exit) => self.late.push_back(exit),
+                Poll::Pending => self.late.extend(member.cancel()),
+            }
         }
         self.set.clear();
     }
@@ -635,6 +640,7 @@ impl<M: Members> RunLoop<M> {
             });
         }
         self.state.broadcast.end();
+        self.stages.end();
         let report = Report {
             members,
             cause: self.state.cause().cloned(),

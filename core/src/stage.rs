@@ -124,6 +124,15 @@ pub(crate) struct Stages {
 }
 
 impl Stages {
+    /// The run is over: every stage's stop resolves, released or not (a
+    /// stage whose earlier ones were cancelled, a run that ended before it
+    /// began to stop), so that no `Stop` of the group waits for ever.
+    pub(crate) fn end(&self) {
+        for run in &self.runs {
+            run.latch.set();
+        }
+    }
+
     /// The stages of `latches`, with their working members counted from
     /// `stages` (one per member, watchers aside).
     pub(crate) fn new(latches: Latches, working: impl Iterator<Item = Stage>) -> Self {

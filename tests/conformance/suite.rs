@@ -1331,3 +1331,63 @@ conformance! {
         M::block_on(async {});
     }
 }
+
+/// An error type whose conversion into a `BoxError` panics.
+struct Unconvertible;
+
+impl From<Unconvertible> for allstop::BoxError {
+    fn from(_: Unconvertible) -> Self {
+        panic!("the conversion panicked")
+    }
+}
+
+// Guarantee 2: a member's error conversion is the member's code too; its
+// panic is the member's outcome, never an unwind through `run`.
+conformance! {
+    fn a_panicking_error_conversion_is_the_members_outcome<M>() {
+        let mut group = Group::new();
+        group.add("converts", |_stop| async { Err::<(), _>(Unconvertible) });
+        group.add("waits", |stop: Stop| async move {
+            stop.await;
+            Ok::<(), E>(())
+        });
+        let report = M::block_on(M::run(group));
+        assert!(
+            matches!(report.member("converts").unwrap().outcome(), Outcome::Panicked(m) if m == "the conversion panicked"),
+            "{report}"
+        );
+        assert!(report.member("waits").unwrap().outcome().is_ok(), "{report}");
+    }
+}
+
+// Guarantee 5: with a zero grace, a member the stop has woken gets its last
+// poll even behind members that keep waking themselves (a busy loop that
+// ignores the stop): it is done, not cancelled; the busy ones are cancelled.
+conformance! {
+    fn zero_grace_polls_every_woken_member_behind_busy_ones<M>() {
+        for _ in 0..20 {
+            let drops = Counter::new();
+            let mut group = Group::new();
+            group.grace(Duration::ZERO, M::timer());
+            for i in 0..8 {
+                group.add(format!("busy {i}"), |_stop: Stop| async {
+                    loop {
+                        crate::common::yield_times(1).await;
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), E>(())
+                });
+            }
+            for i in 0..3 {
+                group.add(format!("obeys {i}"), obeys(&drops));
+            }
+            group.stop_handle().stop("SIGTERM");
+            let report = M::block_on(M::run(group));
+            for i in 0..3 {
+                let outcome = report.member(&format!("obeys {i}")).unwrap().outcome();
+                assert!(outcome.is_ok(), "{report}");
+            }
+            assert_eq!(drops.get(), 3);
+        }
+    }
+}

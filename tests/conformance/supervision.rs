@@ -349,3 +349,54 @@ conformance! {
         );
     }
 }
+
+// Guarantee 9 with stages: once the run has returned, every `Stop` of the
+// group has resolved, a later stage's included — when a later-stage member
+// ended before its stage was released, and when the deadline cancelled an
+// earlier stage so that the later one was never released.
+conformance! {
+    fn every_stop_of_every_stage_has_resolved_when_the_run_returns<M>() {
+        let stops = Arc::new(Mutex::new(Vec::new()));
+        let keep = |stops: &Arc<Mutex<Vec<Stop>>>| {
+            let stops = stops.clone();
+            move |stop: Stop| {
+                stops.lock().unwrap().push(stop.clone());
+                async move {
+                    stop.await;
+                    Ok::<(), E>(())
+                }
+            }
+        };
+        // A later-stage member that fails at once.
+        let mut group = Group::new();
+        group.add("app", keep(&stops));
+        group.stage(Stage::new(1));
+        let early = stops.clone();
+        group.add("fails", move |stop: Stop| {
+            early.lock().unwrap().push(stop);
+            async { Err::<(), E>(E::other("boom")) }
+        });
+        M::block_on(M::run(group));
+        // A first stage that ignores the stop, cancelled at the deadline:
+        // the last stage is never released.
+        let timer = ManualTimer::new();
+        let mut group = Group::new();
+        group.grace(Duration::from_secs(5), timer.clone());
+        group.add("hung", |_stop: Stop| futures::future::pending::<Result<(), E>>());
+        group.in_stage(Stage::LAST, |group| {
+            group.add("debug", keep(&stops));
+        });
+        group.stop_handle().stop("deploy");
+        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        timer.wait_requested();
+        timer.fire();
+        let report = run.join().unwrap();
+        assert!(matches!(report.member("hung").unwrap().outcome(), Outcome::Cancelled(_)), "{report}");
+        let stops = stops.lock().unwrap();
+        assert_eq!(stops.len(), 3);
+        for stop in stops.iter() {
+            assert!(stop.is_stopped(), "a stop never resolved");
+            M::block_on(stop.clone());
+        }
+    }
+}
