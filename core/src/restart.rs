@@ -35,13 +35,17 @@ use crate::unwind;
 ///   panic (an `Ok` ends the member, and stops the group as usual);
 ///   [`always`](Restart::always): after any exit.
 /// - **Backoff.** Exponential, from a minimum to a maximum (default 100 ms
-///   to 10 s), each delay shortened by a random fraction up to the
-///   [jitter](Restart::jitter) (default 0.1) but never below the minimum;
-///   slept on the timer given here.
+///   to 10 s), each delay moved either way by a random fraction up to the
+///   [jitter](Restart::jitter) (default 0.1), within the minimum and the
+///   maximum; slept on the timer given here.
 /// - **Intensity.** At most `restarts` restarts within `window` (default 3
 ///   within 10 s). The failure beyond that ends the member: it stops the
 ///   group as it would without restarts, and the report says the limit was
 ///   reached ([`MemberReport::restart_limit_reached`](crate::MemberReport::restart_limit_reached)).
+///   The window is measured between failures, backoffs included: a backoff
+///   as long as the window never lets more than one failure fall inside
+///   it, so keep the maximum backoff well under the window (the defaults
+///   do); a zero window never counts two failures together.
 /// - **Never once the stop has begun.** A member that ends during the stop,
 ///   or whose backoff the stop interrupts, is not started again; its last
 ///   outcome is its outcome.
@@ -56,7 +60,8 @@ use crate::unwind;
 ///     .backoff(Duration::from_millis(50), Duration::from_secs(5))
 ///     .jitter(0.2)
 ///     .limit(5, Duration::from_secs(60));
-/// assert_eq!(policy.delay_bounds(3), (Duration::from_millis(160), Duration::from_millis(200)));
+/// // The third restart: 200 ms, give or take 20 %.
+/// assert_eq!(policy.delay_bounds(3), (Duration::from_millis(160), Duration::from_millis(240)));
 /// ```
 #[derive(Clone)]
 pub struct Restart {
@@ -118,9 +123,10 @@ impl Restart {
         self
     }
 
-    /// Each delay is shortened by a random fraction of itself, up to
-    /// `fraction` (from 0, no jitter, to 1), so that members that failed
-    /// together do not restart together; never below the minimum.
+    /// Each delay is moved, longer or shorter, by a random fraction of
+    /// itself up to `fraction` (from 0, no jitter, to 1), so that members
+    /// that failed together do not restart together — from the first
+    /// restart on; never outside the minimum and the maximum.
     pub fn jitter(mut self, fraction: f64) -> Restart {
         self.jitter = if fraction.is_nan() {
             0.0
@@ -139,7 +145,8 @@ impl Restart {
     }
 
     /// The bounds of the delay before restart number `restart` (from 1):
-    /// the exponential backoff, and the least the jitter may make of it.
+    /// the exponential backoff, less and more the jitter, within the
+    /// minimum and the maximum.
     ///
     /// ```
     /// use std::time::Duration;
@@ -154,7 +161,9 @@ impl Restart {
     pub fn delay_bounds(&self, restart: u32) -> (Duration, Duration) {
         let doublings = restart.saturating_sub(1).min(31);
         let base = self.min.saturating_mul(1 << doublings).min(self.max);
-        (base.mul_f64(1.0 - self.jitter).max(self.min), base)
+        let low = base.mul_f64(1.0 - self.jitter).max(self.min);
+        let high = base.mul_f64(1.0 + self.jitter).min(self.max);
+        (low, high)
     }
 
     fn delay(&self, restart: u32, random: &mut XorShift) -> Duration {
@@ -295,6 +304,13 @@ mod tests {
             .backoff(Duration::from_millis(10), Duration::from_millis(100))
             .jitter(0.5)
             .limit(2, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn the_first_restart_is_jittered_too() {
+        let (low, high) = policy().delay_bounds(1);
+        assert_eq!(low, Duration::from_millis(10));
+        assert_eq!(high, Duration::from_millis(15));
     }
 
     #[test]
