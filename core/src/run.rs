@@ -453,11 +453,7 @@ impl<M: Members> RunLoop<M> {
             Some(stop) => stop
                 .state()
                 .poll_until(cx, &mut self.from_parent, |s| {
-                    if stopping {
-                        s.cancel.is_set()
-                    } else {
-                        stop.is_stopped()
-                    }
+                    s.cancel.is_set() || (!stopping && stop.is_stopped())
                 })
                 .is_ready(),
             None => false,
@@ -689,9 +685,10 @@ impl<M: Members> RunLoop<M> {
 
 /// The parent's stop is the nested group's, with the parent's cause: once
 /// the nested group's own stop fires, which in a staged parent comes with
-/// its stage.
+/// its stage — or once the parent cancels it, before its stage came.
 fn follow_parent(state: &StopState, parent: Option<&Stop>) {
-    if let Some(cause) = parent.filter(|p| p.is_stopped()).and_then(Stop::cause) {
+    let following = |p: &&Stop| p.is_stopped() || p.state().cancel.is_set();
+    if let Some(cause) = parent.filter(following).and_then(Stop::cause) {
         state
             .broadcast
             .stop(None, || Cause::Parent(Box::new(cause.clone())));

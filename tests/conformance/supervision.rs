@@ -400,3 +400,42 @@ conformance! {
         }
     }
 }
+
+// A nested group in a later stage that its parent cancels (the deadline
+// passed while an earlier stage still ran) hears of it: it stops, its
+// members' stop resolves and each gets its last poll, instead of being
+// dropped while it waits for a stage that never comes.
+conformance! {
+    fn a_nested_group_in_a_later_stage_hears_its_parent_cancel_it<M>() {
+        let timer = ManualTimer::new();
+        let inner_stop = Arc::new(Mutex::new(None::<Stop>));
+        let started = Counter::new();
+        let mut nested = Group::new();
+        {
+            let inner_stop = inner_stop.clone();
+            let started = started.clone();
+            nested.add("inner", move |stop: Stop| {
+                *inner_stop.lock().unwrap() = Some(stop.clone());
+                started.add();
+                async move {
+                    stop.await;
+                    Ok::<(), E>(())
+                }
+            });
+        }
+        let mut group = Group::new();
+        group.grace(Duration::from_secs(5), timer.clone());
+        group.add("hung", |_stop: Stop| futures::future::pending::<Result<(), E>>());
+        group.stage(Stage::new(1));
+        group.add("nested", M::nest(nested));
+        group.stop_handle().stop("deploy");
+        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        timer.wait_requested();
+        started.wait_for(1);
+        timer.fire();
+        let report = run.join().unwrap();
+        assert!(matches!(report.member("hung").unwrap().outcome(), Outcome::Cancelled(_)), "{report}");
+        let stop = inner_stop.lock().unwrap().clone().expect("the inner member started");
+        assert!(stop.is_stopped(), "the nested group never heard its parent cancel it: {report}");
+    }
+}
