@@ -232,7 +232,9 @@ where
             restart,
             delay,
         });
-        if group.until(policy.timer.sleep_boxed(delay)).await.is_none() {
+        // The stop may have come as the sleep ended, on another thread: no
+        // restart once it has begun.
+        if group.until(policy.timer.sleep_boxed(delay)).await.is_none() || group.is_stopped() {
             return outcome;
         }
         let _ = notices.try_send(Notice::Restarted { index, restart });
@@ -263,10 +265,11 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: Into<BoxError>,
 {
-    let run = AssertUnwindSafe(async { start(stop).await }).catch_unwind();
-    match run.await {
+    // The error's conversion is the member's code too: inside the guard.
+    let run = AssertUnwindSafe(async { start(stop).await.map_err(Into::<BoxError>::into) });
+    match run.catch_unwind().await {
         Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(error)) => Outcome::Err(error.into()),
+        Ok(Err(error)) => Outcome::Err(error),
         Err(payload) => Outcome::Panicked(unwind::message(payload)),
     }
 }

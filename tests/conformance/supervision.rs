@@ -439,3 +439,28 @@ conformance! {
         assert!(stop.is_stopped(), "the nested group never heard its parent cancel it: {report}");
     }
 }
+
+/// An error whose conversion into a `BoxError` panics.
+struct Unconvertible;
+
+impl From<Unconvertible> for allstop::BoxError {
+    fn from(_: Unconvertible) -> Self {
+        panic!("the conversion panicked")
+    }
+}
+
+// A restartable member's error conversion is its code too: its panic is a
+// failure like any other (restarted within the limit, then the outcome),
+// never an unwind through `run`.
+conformance! {
+    fn a_restartable_members_panicking_error_conversion_is_its_outcome<M>() {
+        let mut group = Group::new();
+        let policy = Restart::on_failure(M::timer()).limit(0, Duration::from_secs(10));
+        group.add_restartable("converts", policy, |_stop: Stop| async { Err::<(), _>(Unconvertible) });
+        let report = M::block_on(M::run(group));
+        assert!(
+            matches!(report.member("converts").unwrap().outcome(), Outcome::Panicked(m) if m == "the conversion panicked"),
+            "{report}"
+        );
+    }
+}
