@@ -68,7 +68,11 @@
 //!
 //! Cancelling means dropping: a member that blocks its thread inside `poll`
 //! cannot be cancelled, and the group waits for it. Panics are caught with
-//! `catch_unwind`, so they need `panic = "unwind"` (the default).
+//! `catch_unwind`, so they need `panic = "unwind"` (the default). A nested
+//! group run with [`Group::into_member_spawned`] that its parent *cancels*
+//! (rather than stops) cancels its own tasks but cannot wait for them: a
+//! dropped future cannot await. Nested with [`Group::into_member`], it
+//! keeps guarantee 2 whole.
 //!
 //! # Example
 //!
