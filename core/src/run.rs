@@ -221,7 +221,12 @@ impl Future for Reporting {
                 if !this.state.cancel.is_set() {
                     return Poll::Pending;
                 }
-                this.member.cancel()
+                // The last poll is one that sees the cancellation (the poll
+                // above may have run just before it), then the drop.
+                match Pin::new(&mut this.member).poll(cx) {
+                    Poll::Ready(exit) => Some(exit),
+                    Poll::Pending => this.member.cancel(),
+                }
             }
         };
         // Never full: the channel has a slot per member (guarantee 4).
