@@ -393,9 +393,9 @@ pub fn heap_profile_without_jemalloc_says_how_to_get_one<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
-/// HEAD over HTTP/2: the same status and headers, and no DATA frame (hyper
-/// leaves the body out on HTTP/1 only; seen failing without the debug
-/// routes' own HEAD handling).
+/// HEAD over HTTP/2: the same status and headers, and no DATA frame. hyper
+/// leaves the body out on HTTP/1 only; the server does it on HTTP/2, for
+/// every service (seen failing without).
 pub fn head_over_http2_sends_no_body<N: Net>() {
     use crate::h2raw::{self, H2};
 

@@ -326,30 +326,8 @@ impl<B> Service<Request<B>> for Debug {
         // Served by allstop's server, the request carries the group's stop.
         let stop = request.extensions().get::<Stop>().cloned();
         let debug = self.clone();
-        Box::pin(async move {
-            let head = method == Method::HEAD;
-            let response = debug.respond(method, path, query, stop).await;
-            Ok(if head {
-                without_body(response)
-            } else {
-                response
-            })
-        })
+        Box::pin(async move { Ok(debug.respond(method, path, query, stop).await) })
     }
-}
-
-/// The answer to a HEAD: a GET's status and headers, its length, no body.
-/// (hyper leaves out the body of a HEAD answer on HTTP/1, not on HTTP/2.)
-fn without_body(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-    use http_body::Body;
-
-    if let Some(length) = response.body().size_hint().exact() {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(length));
-    }
-    *response.body_mut() = Full::new(Bytes::new());
-    response
 }
 
 fn profile_response(format: Format, bytes: Vec<u8>) -> Response<Full<Bytes>> {

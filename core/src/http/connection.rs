@@ -32,10 +32,10 @@ use event_listener::Event;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
 use hyper::rt::{Read, ReadBufCursor, Sleep, Timer, Write};
 use hyper::service::Service;
-use hyper::{Request, Response, StatusCode, Version};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::server::conn::auto;
 
 use super::{Executor, HttpService, ResponseBody, ServiceFuture};
@@ -165,6 +165,8 @@ impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
 
     fn call(&self, mut request: Request<Incoming>) -> ServiceFuture {
         let http1 = request.version() < Version::HTTP_2;
+        // hyper leaves out a HEAD answer's body on HTTP/1 only.
+        let head_on_h2 = !http1 && request.method() == Method::HEAD;
         if !http1 {
             // Relaxed: a hint for the connection task, re-read on each wake.
             self.conn.h2.store(true, Ordering::Relaxed);
@@ -188,6 +190,9 @@ impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
+            if head_on_h2 {
+                return Ok(without_body(response, in_flight));
+            }
             Ok(response.map(|body| {
                 Tracked {
                     body: Box::pin(body),
@@ -197,6 +202,23 @@ impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
             }))
         })
     }
+}
+
+/// A HEAD answer: the GET's status and headers, its length when the body
+/// knows it, and no body on the wire.
+fn without_body<B: Body>(response: Response<B>, in_flight: InFlight) -> Response<ResponseBody> {
+    let (mut parts, body) = response.into_parts();
+    if let Some(length) = body.size_hint().exact() {
+        parts
+            .headers
+            .entry(CONTENT_LENGTH)
+            .or_insert_with(|| HeaderValue::from(length));
+    }
+    let empty = Tracked {
+        body: Box::pin(http_body_util::Empty::<Bytes>::new().map_err(BoxError::from)),
+        _in_flight: in_flight,
+    };
+    Response::from_parts(parts, empty.boxed_unsync())
 }
 
 /// A connection's IO, counted by the server until it is dropped: by hyper
