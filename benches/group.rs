@@ -133,8 +133,7 @@ pub fn measure(name: &str, n: usize) -> Sample {
     }
 }
 
-fn allstop_group(shared: &Arc<Shared>) -> allstop::Group {
-    let mut group = allstop::Group::new();
+fn allstop_group(mut group: allstop::Group, shared: &Arc<Shared>) -> allstop::Group {
     for _ in 0..shared.n {
         let shared = shared.clone();
         group.add("member", move |stop: allstop::Stop| async move {
@@ -148,7 +147,7 @@ fn allstop_group(shared: &Arc<Shared>) -> allstop::Group {
 }
 
 fn allstop_in_task(shared: &Arc<Shared>) -> usize {
-    let group = allstop_group(shared);
+    let group = allstop_group(allstop::Group::new(), shared);
     futures::executor::block_on(group.run()).members().len()
 }
 
@@ -161,18 +160,13 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
 }
 
 fn allstop_tokio(runtime: &tokio::runtime::Runtime, shared: &Arc<Shared>) -> usize {
-    let group = allstop_group(shared);
-    runtime
-        .block_on(group.run_spawned(allstop::tokio::Tokio::new()))
-        .members()
-        .len()
+    let group = allstop_group(allstop::Group::on(allstop::tokio::Tokio::new()), shared);
+    runtime.block_on(group.run()).members().len()
 }
 
 fn allstop_smol(shared: &Arc<Shared>) -> usize {
-    let group = allstop_group(shared);
-    smol::block_on(group.run_spawned(allstop::smol::Smol::new()))
-        .members()
-        .len()
+    let group = allstop_group(allstop::Group::on(allstop::smol::Smol::new()), shared);
+    smol::block_on(group.run()).members().len()
 }
 
 /// FuturesUnordered in one task, an event-listener broadcast.

@@ -99,8 +99,8 @@ fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
         .enable_all()
         .build()
         .unwrap();
-    let mut group = allstop::Group::new();
-    group.grace(Duration::from_secs(10), Tokio::new());
+    let mut group = allstop::Group::on(Tokio::new());
+    group.grace(Duration::from_secs(10));
     let signalled = stop_clock(&mut group);
     let mut server = http::server();
     if !header_read_timeout {
@@ -111,7 +111,7 @@ fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
         http::serve_on_with(server, addr, hyper::service::service_fn(hello)),
     );
     group.add_watcher("signals", signals());
-    let report = runtime.block_on(group.run_spawned(Tokio::new()));
+    let report = runtime.block_on(group.run());
     report_stop(&signalled);
     assert!(report.is_success(), "{report}");
 }
@@ -119,8 +119,8 @@ fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
 fn allstop_smol(addr: SocketAddr, header_read_timeout: bool) {
     use allstop::smol::{http, signals, Smol};
 
-    let mut group = allstop::Group::new();
-    group.grace(Duration::from_secs(10), Smol::new());
+    let mut group = allstop::Group::on(Smol::new());
+    group.grace(Duration::from_secs(10));
     let signalled = stop_clock(&mut group);
     let mut server = http::server();
     if !header_read_timeout {
@@ -131,7 +131,7 @@ fn allstop_smol(addr: SocketAddr, header_read_timeout: bool) {
         http::serve_on_with(server, addr, hyper::service::service_fn(hello)),
     );
     group.add_watcher("signals", signals());
-    let report = smol::block_on(group.run_spawned(Smol::new()));
+    let report = smol::block_on(group.run());
     report_stop(&signalled);
     assert!(report.is_success(), "{report}");
 }
@@ -152,12 +152,12 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
 fn axum_on_allstop(addr: SocketAddr) {
     use allstop::tokio::{http, signals, Tokio};
 
-    let mut group = allstop::Group::new();
-    group.grace(Duration::from_secs(10), Tokio::new());
+    let mut group = allstop::Group::on(Tokio::new());
+    group.grace(Duration::from_secs(10));
     let signalled = stop_clock(&mut group);
     group.add("app", http::serve_on(addr, axum_router()));
     group.add_watcher("signals", signals());
-    let report = tokio_runtime().block_on(group.run_spawned(Tokio::new()));
+    let report = tokio_runtime().block_on(group.run());
     report_stop(&signalled);
     assert!(report.is_success(), "{report}");
 }
@@ -166,11 +166,11 @@ fn axum_on_allstop(addr: SocketAddr) {
 fn debug_server(addr: SocketAddr) {
     use allstop::tokio::{add_debug_server_on, signals, Tokio};
 
-    let mut group = allstop::Group::new();
+    let mut group = allstop::Group::on(Tokio::new());
     let signalled = stop_clock(&mut group);
     add_debug_server_on(&mut group, addr);
     group.add_watcher("signals", signals());
-    let report = tokio_runtime().block_on(group.run_spawned(Tokio::new()));
+    let report = tokio_runtime().block_on(group.run());
     report_stop(&signalled);
     assert!(report.is_success(), "{report}");
 }

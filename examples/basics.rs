@@ -31,7 +31,7 @@ fn sleep(duration: Duration) -> impl Future<Output = ()> + Send {
 
 fn main() -> ExitCode {
     let mut group = Group::new();
-    group.grace(Duration::from_millis(500), sleep);
+    group.timer(sleep).grace(Duration::from_millis(500));
     group.observe(|event: &Event<'_>| match event {
         Event::StopBegan { cause } => eprintln!("stopping: {cause}"),
         Event::MemberCancelled { name, .. } => eprintln!("{name}: cancelled at the deadline"),

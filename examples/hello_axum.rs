@@ -35,11 +35,11 @@ async fn main() -> ExitCode {
     let flags = shared::Flags::parse();
     shared::init_logging();
 
-    let mut group = Group::new();
-    group.grace(flags.grace, Tokio::new());
+    let mut group = Group::on(Tokio::new());
+    group.grace(flags.grace);
     if !flags.stop_delay.is_zero() {
         // Readiness off first, serving on; the stop after the delay.
-        group.stop_delay(flags.stop_delay, Tokio::new());
+        group.stop_delay(flags.stop_delay);
     }
     group.observe(allstop::Tracing);
     group.add("app", http::serve_on(flags.app, router()));
@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
         flags.app,
         flags.debug
     );
-    shared::finish(group.run_spawned(Tokio::new()).await)
+    shared::finish(group.run().await)
 }
 
 /// What the handlers share.

@@ -19,11 +19,11 @@ fn main() -> ExitCode {
     let flags = shared::Flags::parse();
     shared::init_logging();
 
-    let mut group = Group::new();
-    group.grace(flags.grace, Smol::new());
+    let mut group = Group::on(Smol::new());
+    group.grace(flags.grace);
     if !flags.stop_delay.is_zero() {
         // Readiness off first, serving on; the stop after the delay.
-        group.stop_delay(flags.stop_delay, Smol::new());
+        group.stop_delay(flags.stop_delay);
     }
     group.observe(allstop::Tracing);
     let app = shared::app(|d| {
@@ -41,5 +41,5 @@ fn main() -> ExitCode {
         flags.app,
         flags.debug
     );
-    shared::finish(smol::block_on(group.run_spawned(Smol::new())))
+    shared::finish(smol::block_on(group.run()))
 }

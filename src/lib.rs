@@ -39,8 +39,8 @@
 //!    its parent stops, and its failure stops the parent.
 //! 8. **Embeddable.** No `process::exit`, no panic on a member's error, no
 //!    global state, no runtime of its own: the group runs inside your task
-//!    on any executor ([`Group::run`]), or spawns a task per member through
-//!    the [`Runtime`] trait ([`Group::run_spawned`]).
+//!    on any executor ([`Group::new`]), or spawns a task per member through
+//!    the [`Runtime`] trait ([`Group::on`]), whose timer it then uses.
 //! 9. **An empty group** returns at once with an empty report, and its
 //!    [`Stop`] resolves: every `Stop` of a group has resolved once its run
 //!    has returned.
@@ -69,10 +69,10 @@
 //! Cancelling means dropping: a member that blocks its thread inside `poll`
 //! cannot be cancelled, and the group waits for it. Panics are caught with
 //! `catch_unwind`, so they need `panic = "unwind"` (the default). A nested
-//! group run with [`Group::into_member_spawned`] that its parent *cancels*
-//! (rather than stops) cancels its own tasks but cannot wait for them: a
-//! dropped future cannot await. Nested with [`Group::into_member`], it
-//! keeps guarantee 2 whole.
+//! group made with [`Group::on`] and nested with [`Group::into_member`]
+//! that its parent *cancels* (rather than stops) cancels its own tasks but
+//! cannot wait for them: a dropped future cannot await. A nested group made
+//! with [`Group::new`] keeps guarantee 2 whole.
 //!
 //! # Example
 //!
@@ -121,10 +121,10 @@
 //!         // One line ends a stream at the stop.
 //!         Sse::new(events.take_until(stop))
 //!     }));
-//! let mut group = allstop::Group::new();
+//! let mut group = allstop::Group::on(Tokio::new());
 //! group.add("app", http::serve_on("127.0.0.1:0".parse().unwrap(), app));
 //! group.stop_handle().stop("example");
-//! assert!(group.run_spawned(Tokio::new()).await.is_success());
+//! assert!(group.run().await.is_success());
 //! # });
 //! ```
 //!
@@ -142,12 +142,12 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 //! let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
-//! let mut group = allstop::Group::new();
+//! let mut group = allstop::Group::on(allstop::tokio::Tokio::new());
 //! group.add("axum", move |stop| async move {
 //!     axum::serve(listener, app).with_graceful_shutdown(stop).await
 //! });
 //! group.stop_handle().stop("example");
-//! assert!(group.run_spawned(allstop::tokio::Tokio::new()).await.is_success());
+//! assert!(group.run().await.is_success());
 //! # });
 //! ```
 //!
@@ -179,10 +179,10 @@
 //! }
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-//! let mut group = allstop::Group::new();
+//! let mut group = allstop::Group::on(allstop::tokio::Tokio::new());
 //! group.add("tcp", move |stop| serve(listener, stop));
 //! group.stop_handle().stop("example");
-//! assert!(group.run_spawned(allstop::tokio::Tokio::new()).await.is_success());
+//! assert!(group.run().await.is_success());
 //! # });
 //! ```
 //!

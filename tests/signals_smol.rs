@@ -11,8 +11,7 @@ fn signal_stops_the_group_and_a_second_cuts_the_grace() {
     common::bounded(|| {
         signals::signal_stops_the_group_and_a_second_cuts_the_grace(
             smol::block_on,
-            |group| group.run_spawned(allstop::smol::Smol::new()),
-            allstop::smol::Smol::new(),
+            allstop::Group::on(allstop::smol::Smol::new()),
             allstop::smol::signals(),
         )
     });

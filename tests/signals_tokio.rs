@@ -18,8 +18,7 @@ fn signal_stops_the_group_and_a_second_cuts_the_grace() {
                     .unwrap()
                     .block_on(run)
             },
-            |group| group.run_spawned(allstop::tokio::Tokio::new()),
-            allstop::tokio::Tokio::new(),
+            allstop::Group::on(allstop::tokio::Tokio::new()),
             allstop::tokio::signals(),
         )
     });

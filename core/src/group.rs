@@ -18,7 +18,7 @@ use crate::observer::Observer;
 use crate::report::{GroupFailed, Report};
 use crate::restart::{self, Restart};
 use crate::run::{self, Entry, InTask, Setup, Spawned};
-use crate::runtime::{Runtime, Timer};
+use crate::runtime::{DynTimer, Runtime, SharedRuntime, Timer};
 use crate::stage::{Latches, Stage};
 use crate::state::StopState;
 use crate::stop::{Stop, StopHandle};
@@ -32,6 +32,9 @@ use crate::unwind::Guarded;
 /// - [`run`](Group::run) returns only when every member has finished, or
 ///   been cancelled at the optional [grace deadline](Group::grace); by then
 ///   every member future has been dropped.
+/// - Members run in the task that awaits the run ([`Group::new`]), or each
+///   as a task of a runtime ([`Group::on`]), whose timer the group then
+///   uses for its deadlines.
 /// - It returns a [`Report`] with every member's [`Outcome`](crate::Outcome) in the order
 ///   they were added, and the [`Cause`](crate::Cause) of the stop.
 ///
@@ -60,7 +63,15 @@ pub struct Group {
     setup: Setup,
     /// The stage of the members added next.
     stage: Stage,
+    /// What the deadlines, the stop delay and restart backoffs sleep on.
+    timer: Option<Arc<dyn DynTimer>>,
+    /// Starts the run on the group's runtime; `None` runs it in-task.
+    launch: Option<Launch>,
 }
+
+/// Starts a group's run (its setup, and the parent's stop of a nested
+/// group) with each member a task of the group's runtime.
+type Launch = Box<dyn FnOnce(Setup, Option<Stop>) -> Run + Send>;
 
 impl Default for Group {
     fn default() -> Self {
@@ -78,6 +89,7 @@ impl fmt::Debug for Group {
                 "grace",
                 &setup.settings.grace.as_ref().map(|(grace, _)| grace),
             )
+            .field("spawned", &self.launch.is_some())
             .field("observers", &setup.settings.observers.len())
             .field("cause", &setup.state.cause())
             .finish()
@@ -85,7 +97,10 @@ impl fmt::Debug for Group {
 }
 
 impl Group {
-    /// An empty group with no grace deadline.
+    /// An empty group whose members run in the task that awaits its
+    /// [`run`](Group::run): concurrently, not in parallel, on any executor
+    /// (even `futures::executor::block_on`). It has no timer until
+    /// [`timer`](Group::timer) gives it one.
     ///
     /// ```
     /// let group = allstop::Group::new();
@@ -103,6 +118,85 @@ impl Group {
                 notices: None,
             },
             stage: Stage::FIRST,
+            timer: None,
+            launch: None,
+        }
+    }
+
+    /// An empty group whose members each run as a task of `runtime` (see
+    /// [`Runtime`]), in parallel on a multi-threaded runtime, and whose
+    /// deadlines sleep on the runtime's timer. The [`run`](Group::run)
+    /// collects the results and enforces the deadline; it must be polled
+    /// (awaited or spawned) for the group to make progress on its stop.
+    ///
+    /// ```
+    /// # use futures::executor::ThreadPool;
+    /// # struct Pool(ThreadPool);
+    /// # struct PoolTask(futures::channel::oneshot::Receiver<()>, futures::future::AbortHandle);
+    /// # impl std::future::Future for PoolTask { type Output = ();
+    /// #   fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    /// #     std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ()) } }
+    /// # impl Drop for PoolTask { fn drop(&mut self) { self.1.abort() } }
+    /// # impl allstop::Timer for Pool { type Sleep = std::future::Ready<()>;
+    /// #   fn sleep(&self, d: std::time::Duration) -> Self::Sleep { std::thread::sleep(d); std::future::ready(()) } }
+    /// # impl allstop::Runtime for Pool { type Task = PoolTask;
+    /// #   fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) -> PoolTask {
+    /// #     let (abort, reg) = futures::future::AbortHandle::new_pair();
+    /// #     let (tx, rx) = futures::channel::oneshot::channel();
+    /// #     self.0.spawn_ok(async move { let _ = futures::future::Abortable::new(f, reg).await; let _ = tx.send(()); });
+    /// #     PoolTask(rx, abort) } }
+    /// # let runtime = Pool(ThreadPool::new().unwrap());
+    /// // `runtime` is an adapter's runtime, e.g. `allstop::tokio::Tokio::new()`.
+    /// let mut group = allstop::Group::on(runtime);
+    /// group.grace(std::time::Duration::from_secs(10));
+    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
+    /// let report = futures::executor::block_on(group.run());
+    /// assert!(report.is_success());
+    /// ```
+    pub fn on<R: Runtime>(runtime: R) -> Self {
+        let runtime = Arc::new(runtime);
+        let mut group = Group::new();
+        group.timer = Some(Arc::new(SharedRuntime(runtime.clone())));
+        group.launch = Some(Box::new(move |setup, parent| {
+            let state = setup.state.clone();
+            // `run` starts the members on the first poll, not here: a run
+            // that is never awaited spawns nothing.
+            Run::new(run::run(setup, parent, move |members| {
+                Spawned::new(members, &state, |reporting| runtime.spawn(reporting))
+            }))
+        }));
+        group
+    }
+
+    /// Sets the timer that the [grace deadline](Group::grace), the [stop
+    /// delay](Group::stop_delay) and [restart](Group::add_restartable)
+    /// backoffs sleep on, in place of the runtime's (or of none, for a group
+    /// made with [`Group::new`]). They take the timer when they are set:
+    /// call this first. The adapters' runtimes are timers, and any
+    /// `Fn(Duration) -> impl Future` is one (see [`Timer`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let mut group = allstop::Group::new();
+    /// // Your runtime's sleep, e.g. `allstop::tokio::Tokio::new()`.
+    /// group.timer(|d| async move { std::thread::sleep(d) });
+    /// group.grace(Duration::from_secs(10));
+    /// ```
+    pub fn timer(&mut self, timer: impl Timer) -> &mut Self {
+        self.timer = Some(Arc::new(timer));
+        self
+    }
+
+    /// The group's timer, for `what`.
+    #[track_caller]
+    fn timer_for(&self, what: &str) -> Arc<dyn DynTimer> {
+        match &self.timer {
+            Some(timer) => timer.clone(),
+            None => panic!(
+                "allstop: `Group::{what}` needs a timer, and this group has none: make the \
+                 group with `Group::on(runtime)`, or call `Group::timer` first"
+            ),
         }
     }
 
@@ -191,6 +285,8 @@ impl Group {
     /// #   fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
     /// #     std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ()) } }
     /// # impl Drop for PoolTask { fn drop(&mut self) { self.1.abort() } }
+    /// # impl allstop::Timer for Pool { type Sleep = std::future::Ready<()>;
+    /// #   fn sleep(&self, d: std::time::Duration) -> Self::Sleep { std::thread::sleep(d); std::future::ready(()) } }
     /// # impl allstop::Runtime for Pool { type Task = PoolTask;
     /// #   fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) -> PoolTask {
     /// #     let (abort, reg) = futures::future::AbortHandle::new_pair();
@@ -287,6 +383,12 @@ impl Group {
     /// report with the last few failures
     /// ([`MemberReport::restarts`](crate::MemberReport::restarts)).
     ///
+    /// The backoffs sleep on the group's [timer](Group::timer).
+    ///
+    /// # Panics
+    ///
+    /// If the group has no timer yet.
+    ///
     /// ```
     /// use allstop::{Group, Restart};
     /// use std::sync::atomic::{AtomicU32, Ordering};
@@ -296,10 +398,11 @@ impl Group {
     /// let attempts = Arc::new(AtomicU32::new(0));
     /// let counted = attempts.clone();
     /// let mut group = Group::new();
+    /// // Your runtime's timer, e.g. `allstop::tokio::Tokio::new()`.
+    /// group.timer(|d| async move { std::thread::sleep(d) });
     /// group.add_restartable(
     ///     "flaky",
-    ///     // Your runtime's timer, e.g. `allstop::tokio::Tokio::new()`.
-    ///     Restart::on_failure(|d| async move { std::thread::sleep(d) })
+    ///     Restart::on_failure()
     ///         .backoff(Duration::from_millis(1), Duration::from_millis(10))
     ///         .limit(2, Duration::from_secs(60)),
     ///     move |_stop| {
@@ -315,6 +418,7 @@ impl Group {
     /// assert_eq!(flaky.failures(), ["failed: attempt 0 failed", "failed: attempt 1 failed"]);
     /// assert_eq!(flaky.outcome().to_string(), "failed: attempt 2 failed");
     /// ```
+    #[track_caller]
     pub fn add_restartable<F, Fut, E>(
         &mut self,
         name: impl Into<Cow<'static, str>>,
@@ -326,6 +430,7 @@ impl Group {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
+        let timer = self.timer_for("add_restartable");
         // One channel for the group, made by its first restartable member.
         let notices = self
             .setup
@@ -334,7 +439,7 @@ impl Group {
             .0
             .clone();
         self.push_with(name.into(), false, |index, name, stop| {
-            let run = restart::supervise(member, stop.clone(), restart, index, notices);
+            let run = restart::supervise(member, stop.clone(), restart, timer, index, notices);
             Member::supervised(index, name, &stop, run)
         })
     }
@@ -412,23 +517,27 @@ impl Group {
 
     /// Sets the grace deadline: members still running `grace` after the stop
     /// began are cancelled (dropped) and reported
-    /// [`Outcome::Cancelled`](crate::Outcome::Cancelled). `timer` provides the sleep; the runtime
-    /// adapters provide timers, and any `Fn(Duration) -> impl Future` is one.
+    /// [`Outcome::Cancelled`](crate::Outcome::Cancelled). The deadline
+    /// sleeps on the group's [timer](Group::timer).
     ///
     /// Without a grace deadline the group waits for every member however
     /// long it takes (a second [`StopHandle::stop`] still cuts that short).
+    ///
+    /// # Panics
+    ///
+    /// If the group has no timer yet.
     ///
     /// ```
     /// use std::time::Duration;
     ///
     /// let mut group = allstop::Group::new();
-    /// group.grace(Duration::from_secs(10), |d| async move {
-    ///     // your runtime's sleep, e.g. tokio::time::sleep(d).await
-    ///     # let _ = d;
-    /// });
+    /// // Your runtime's sleep, e.g. `allstop::tokio::Tokio::new()`.
+    /// group.timer(|d| async move { std::thread::sleep(d) });
+    /// group.grace(Duration::from_secs(10));
     /// ```
-    pub fn grace(&mut self, grace: Duration, timer: impl Timer) -> &mut Self {
-        self.setup.settings.grace = Some((grace, Arc::new(timer)));
+    #[track_caller]
+    pub fn grace(&mut self, grace: Duration) -> &mut Self {
+        self.setup.settings.grace = Some((grace, self.timer_for("grace")));
         self
     }
 
@@ -438,24 +547,29 @@ impl Group {
     /// endpoint to 503) while every member keeps serving; the stop begins
     /// when the delay has passed. A second request skips the delay (and cuts
     /// the grace short). A member that finishes stops the group at once, as
-    /// always.
+    /// always. The delay sleeps on the group's [timer](Group::timer).
+    ///
+    /// # Panics
+    ///
+    /// If the group has no timer yet.
     ///
     /// ```
     /// use std::time::Duration;
     ///
     /// let mut group = allstop::Group::new();
-    /// group.stop_delay(Duration::from_millis(10), |d| async move {
-    ///     // your runtime's sleep
-    ///     # std::thread::sleep(d);
-    /// });
+    /// // Your runtime's sleep, e.g. `allstop::tokio::Tokio::new()`.
+    /// group.timer(|d| async move { std::thread::sleep(d) });
+    /// group.stop_delay(Duration::from_millis(10));
     /// group.add("app", |stop| async move { stop.await; Ok::<(), std::io::Error>(()) });
     /// group.stop_handle().stop("deploy");
     /// let report = futures::executor::block_on(group.run());
     /// assert!(report.is_success());
     /// ```
-    pub fn stop_delay(&mut self, delay: Duration, timer: impl Timer) -> &mut Self {
+    #[track_caller]
+    pub fn stop_delay(&mut self, delay: Duration) -> &mut Self {
+        let timer = self.timer_for("stop_delay");
         self.setup.state.requests.delay_first();
-        self.setup.settings.stop_delay = Some((delay, Arc::new(timer)));
+        self.setup.settings.stop_delay = Some((delay, timer));
         self
     }
 
@@ -503,13 +617,10 @@ impl Group {
         self.setup.members.is_empty()
     }
 
-    /// Runs every member inside the calling task, all polled concurrently by
-    /// the returned future; works on any executor, even
-    /// `futures::executor::block_on`.
-    ///
-    /// Members run concurrently but not in parallel: use
-    /// [`run_spawned`](Group::run_spawned) for a task per member on a
-    /// multi-threaded runtime.
+    /// Runs the group: its members in the awaiting task
+    /// ([`Group::new`]) or each as a task of its runtime ([`Group::on`]).
+    /// The returned future resolves to the [`Report`] once every member
+    /// future is gone.
     ///
     /// ```
     /// let mut group = allstop::Group::new();
@@ -520,7 +631,8 @@ impl Group {
     ///
     /// # Cancellation safety
     ///
-    /// Dropping the future before it completes drops every member at once,
+    /// Dropping the future before it completes drops every in-task member
+    /// at once, or cancels every member task (the runtime's contract),
     /// without a report.
     ///
     /// # Panics
@@ -529,50 +641,12 @@ impl Group {
     /// [`Outcome::Panicked`](crate::Outcome::Panicked). An [`Observer`] that panics unwinds through
     /// the run.
     pub fn run(self) -> Run {
-        self.run_in_task(None)
+        self.start(None)
     }
 
-    /// Runs every member as its own task on `runtime` (see [`Runtime`]),
-    /// for parallelism on a multi-threaded runtime. The returned future
-    /// collects the results and enforces the deadline; it must be polled
-    /// (awaited or spawned) for the group to make progress on its stop.
-    ///
-    /// ```
-    /// # use futures::executor::ThreadPool;
-    /// # struct Pool(ThreadPool);
-    /// # struct PoolTask(futures::channel::oneshot::Receiver<()>, futures::future::AbortHandle);
-    /// # impl std::future::Future for PoolTask { type Output = ();
-    /// #   fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-    /// #     std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ()) } }
-    /// # impl Drop for PoolTask { fn drop(&mut self) { self.1.abort() } }
-    /// # impl allstop::Runtime for Pool { type Task = PoolTask;
-    /// #   fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) -> PoolTask {
-    /// #     let (abort, reg) = futures::future::AbortHandle::new_pair();
-    /// #     let (tx, rx) = futures::channel::oneshot::channel();
-    /// #     self.0.spawn_ok(async move { let _ = futures::future::Abortable::new(f, reg).await; let _ = tx.send(()); });
-    /// #     PoolTask(rx, abort) } }
-    /// # let runtime = Pool(ThreadPool::new().unwrap());
-    /// // `runtime` is an adapter's runtime, e.g. `allstop::tokio::Tokio`.
-    /// let mut group = allstop::Group::new();
-    /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
-    /// let report = futures::executor::block_on(group.run_spawned(runtime));
-    /// assert!(report.is_success());
-    /// ```
-    ///
-    /// # Cancellation safety
-    ///
-    /// Dropping the future before it completes cancels every member task
-    /// (the runtime's contract), without a report.
-    ///
-    /// # Panics
-    ///
-    /// As [`run`](Group::run).
-    pub fn run_spawned<R: Runtime>(self, runtime: R) -> Run {
-        self.run_on(runtime, None)
-    }
-
-    /// Turns the group into a member of another group (nesting), run inside
-    /// the parent member's task.
+    /// Turns the group into a member of another group (nesting), its
+    /// members run as [`run`](Group::run) would: in the parent member's
+    /// task, or each as a task of the group's runtime.
     ///
     /// The nested group stops when the parent stops (its cause is then
     /// [`Cause::Parent`](crate::Cause::Parent)). If the parent cancels it (its grace deadline, a
@@ -580,6 +654,12 @@ impl Group {
     /// members, reported [`CancelReason::Parent`](crate::CancelReason::Parent). When the nested group ends, the member
     /// returns `Ok` if every nested member ended `Ok`, and otherwise
     /// [`GroupFailed`] carrying the nested report — which stops the parent.
+    ///
+    /// A limit, for a nested group made with [`Group::on`]: when the parent
+    /// *cancels* it, its member tasks are cancelled and their runtime drops
+    /// them right after — a cancelled future cannot wait. The parent's run
+    /// may return just before they are gone. A nested group that stops by
+    /// itself in time waits for all of its members as usual.
     ///
     /// ```
     /// let mut workers = allstop::Group::new();
@@ -592,38 +672,15 @@ impl Group {
     /// ```
     pub fn into_member(self) -> impl FnOnce(Stop) -> Nested + Send + 'static {
         move |parent: Stop| Nested {
-            run: self.run_in_task(Some(parent)),
+            run: self.start(Some(parent)),
         }
     }
 
-    /// As [`into_member`](Group::into_member), with each nested member spawned
-    /// on `runtime` as [`run_spawned`](Group::run_spawned) does.
-    ///
-    /// A limit: when the parent *cancels* the nested group (its deadline, a
-    /// second stop request), the nested member tasks are cancelled and their
-    /// runtime drops them right after — a cancelled future cannot wait. The
-    /// parent's run may return just before they are gone. A nested group
-    /// that stops by itself in time waits for all of its members as usual.
-    pub fn into_member_spawned<R: Runtime>(
-        self,
-        runtime: R,
-    ) -> impl FnOnce(Stop) -> Nested + Send + 'static {
-        move |parent: Stop| Nested {
-            run: self.run_on(runtime, Some(parent)),
+    fn start(self, parent: Option<Stop>) -> Run {
+        match self.launch {
+            Some(launch) => launch(self.setup, parent),
+            None => Run::new(run::run(self.setup, parent, InTask::new)),
         }
-    }
-
-    fn run_in_task(self, parent: Option<Stop>) -> Run {
-        Run::new(run::run(self.setup, parent, InTask::new))
-    }
-
-    fn run_on<R: Runtime>(self, runtime: R, parent: Option<Stop>) -> Run {
-        let state = self.setup.state.clone();
-        // `run` starts the members on the first poll, not here: a run that
-        // is never awaited spawns nothing.
-        Run::new(run::run(self.setup, parent, move |members| {
-            Spawned::new(members, &state, |reporting| runtime.spawn(reporting))
-        }))
     }
 }
 
@@ -648,7 +705,7 @@ impl Future for Remote {
     }
 }
 
-/// The future returned by [`Group::run`] and [`Group::run_spawned`]; resolves
+/// The future returned by [`Group::run`]; resolves
 /// to the group's [`Report`].
 #[must_use = "a group does nothing unless its run is awaited"]
 pub struct Run {

@@ -23,7 +23,7 @@ use futures::FutureExt;
 
 use crate::error::BoxError;
 use crate::report::Outcome;
-use crate::runtime::{DynTimer, Timer};
+use crate::runtime::DynTimer;
 use crate::stop::Stop;
 use crate::unwind;
 
@@ -37,7 +37,7 @@ use crate::unwind;
 /// - **Backoff.** Exponential, from a minimum to a maximum (default 100 ms
 ///   to 10 s), each delay moved either way by a random fraction up to the
 ///   [jitter](Restart::jitter) (default 0.1), within the minimum and the
-///   maximum; slept on the timer given here.
+///   maximum; slept on the group's [timer](crate::Group::timer).
 /// - **Intensity.** At most `restarts` restarts within `window` (default 3
 ///   within 10 s). The failure beyond that ends the member: it stops the
 ///   group as it would without restarts, and the report says the limit was
@@ -54,9 +54,7 @@ use crate::unwind;
 /// use allstop::Restart;
 /// use std::time::Duration;
 ///
-/// # let timer = |d: Duration| async move { std::thread::sleep(d) };
-/// // `timer` is your runtime's, e.g. `allstop::tokio::Tokio::new()`.
-/// let policy = Restart::on_failure(timer)
+/// let policy = Restart::on_failure()
 ///     .backoff(Duration::from_millis(50), Duration::from_secs(5))
 ///     .jitter(0.2)
 ///     .limit(5, Duration::from_secs(60));
@@ -71,7 +69,6 @@ pub struct Restart {
     jitter: f64,
     limit: u32,
     window: Duration,
-    timer: Arc<dyn DynTimer>,
 }
 
 impl fmt::Debug for Restart {
@@ -83,14 +80,18 @@ impl fmt::Debug for Restart {
             .field("jitter", &self.jitter)
             .field("limit", &self.limit)
             .field("window", &self.window)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
 impl Restart {
-    /// Restarts after an `Err` or a panic, sleeping on `timer` between
-    /// attempts.
-    pub fn on_failure(timer: impl Timer) -> Restart {
+    /// Restarts after an `Err` or a panic.
+    ///
+    /// ```
+    /// let policy = allstop::Restart::on_failure();
+    /// assert_eq!(policy.delay_bounds(1).1, std::time::Duration::from_millis(110));
+    /// ```
+    pub fn on_failure() -> Restart {
         Restart {
             always: false,
             min: Duration::from_millis(100),
@@ -98,21 +99,19 @@ impl Restart {
             jitter: 0.1,
             limit: 3,
             window: Duration::from_secs(10),
-            timer: Arc::new(timer),
         }
     }
 
-    /// Restarts after any exit, `Ok` included, sleeping on `timer` between
-    /// attempts.
+    /// Restarts after any exit, `Ok` included.
     ///
     /// ```
-    /// let policy = allstop::Restart::always(|d| async move { std::thread::sleep(d) });
+    /// let policy = allstop::Restart::always();
     /// # drop(policy);
     /// ```
-    pub fn always(timer: impl Timer) -> Restart {
+    pub fn always() -> Restart {
         Restart {
             always: true,
-            ..Restart::on_failure(timer)
+            ..Restart::on_failure()
         }
     }
 
@@ -151,7 +150,7 @@ impl Restart {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let policy = allstop::Restart::on_failure(|d| async move { std::thread::sleep(d) })
+    /// let policy = allstop::Restart::on_failure()
     ///     .backoff(Duration::from_millis(100), Duration::from_secs(1))
     ///     .jitter(0.0);
     /// assert_eq!(policy.delay_bounds(1), (Duration::from_millis(100), Duration::from_millis(100)));
@@ -200,6 +199,7 @@ pub(crate) async fn supervise<F, Fut, E>(
     mut start: F,
     stop: Stop,
     policy: Restart,
+    timer: Arc<dyn DynTimer>,
     index: usize,
     notices: Notices,
 ) -> Outcome
@@ -234,7 +234,7 @@ where
         });
         // The stop may have come as the sleep ended, on another thread: no
         // restart once it has begun.
-        if group.until(policy.timer.sleep_boxed(delay)).await.is_none() || group.is_stopped() {
+        if group.until(timer.sleep_boxed(delay)).await.is_none() || group.is_stopped() {
             return outcome;
         }
         let _ = notices.try_send(Notice::Restarted { index, restart });
@@ -303,7 +303,7 @@ mod tests {
     use super::*;
 
     fn policy() -> Restart {
-        Restart::on_failure(|_d| async {})
+        Restart::on_failure()
             .backoff(Duration::from_millis(10), Duration::from_millis(100))
             .jitter(0.5)
             .limit(2, Duration::from_secs(1))

@@ -3,14 +3,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Spawns a group's members as tasks of an async runtime: the adapter
-/// contract for [`Group::run_spawned`](crate::Group::run_spawned).
+/// Spawns a group's members as tasks of an async runtime, and sleeps for
+/// its deadlines: the adapter contract for [`Group::on`](crate::Group::on).
 ///
 /// `allstop-tokio` and `allstop-smol` implement it; implement it yourself
-/// for another runtime. An implementation must keep these promises, on which
-/// the group's guarantees rest:
+/// for another runtime. A runtime is also a [`Timer`]: the group sleeps on
+/// it for its grace deadline, its stop delay and its restart backoffs. An
+/// implementation must keep these promises, on which the group's guarantees
+/// rest:
 ///
 /// 1. **Spawn.** [`spawn`](Runtime::spawn) starts `future` running
 ///    concurrently with the caller and returns at once.
@@ -34,7 +37,7 @@ use std::time::Duration;
 /// A runtime made of a `futures` thread pool:
 ///
 /// ```
-/// use allstop::Runtime;
+/// use allstop::{Runtime, Timer};
 /// use futures::channel::oneshot;
 /// use futures::future::{AbortHandle, Abortable};
 /// use futures::executor::ThreadPool;
@@ -63,6 +66,22 @@ use std::time::Duration;
 ///     }
 /// }
 ///
+/// impl Timer for Pool {
+///     type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+///
+///     // A thread that sleeps, for the example; use your runtime's timer.
+///     fn sleep(&self, duration: std::time::Duration) -> Self::Sleep {
+///         let (tx, rx) = oneshot::channel::<()>();
+///         std::thread::spawn(move || {
+///             std::thread::sleep(duration);
+///             let _ = tx.send(());
+///         });
+///         Box::pin(async move {
+///             let _ = rx.await;
+///         })
+///     }
+/// }
+///
 /// impl Runtime for Pool {
 ///     type Task = PoolTask;
 ///
@@ -82,12 +101,12 @@ use std::time::Duration;
 ///     }
 /// }
 ///
-/// let mut group = allstop::Group::new();
+/// let mut group = allstop::Group::on(Pool(ThreadPool::new().unwrap()));
 /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
-/// let report = futures::executor::block_on(group.run_spawned(Pool(ThreadPool::new().unwrap())));
+/// let report = futures::executor::block_on(group.run());
 /// assert!(report.is_success());
 /// ```
-pub trait Runtime: Send + Sync + 'static {
+pub trait Runtime: Timer {
     /// A spawned task: resolves once the spawned future has completed.
     /// Dropping it cancels the future.
     type Task: Future<Output = ()> + Send + Unpin + 'static;
@@ -98,10 +117,13 @@ pub trait Runtime: Send + Sync + 'static {
         F: Future<Output = ()> + Send + 'static;
 }
 
-/// A source of sleeps, for the grace deadline.
+/// A source of sleeps, for a group's deadlines: its grace deadline, its
+/// stop delay and its restart backoffs.
 ///
 /// The core has no clock of its own that can wake a task, so the timer comes
-/// from the runtime (the adapters implement `Timer`) or from you. Any
+/// from the runtime ([`Group::on`](crate::Group::on) takes the runtime's;
+/// every [`Runtime`] is a timer) or from you, with
+/// [`Group::timer`](crate::Group::timer). Any
 /// `Fn(Duration) -> impl Future<Output = ()>` is a timer:
 ///
 /// ```
@@ -120,7 +142,7 @@ pub trait Runtime: Send + Sync + 'static {
 /// }
 ///
 /// let mut group = allstop::Group::new();
-/// group.grace(Duration::from_millis(10), thread_sleep);
+/// group.timer(thread_sleep).grace(Duration::from_millis(10));
 /// group.add("ignores the stop", |_stop| futures::future::pending::<Result<(), std::io::Error>>());
 /// group.stop_handle().stop("test");
 /// let report = futures::executor::block_on(group.run());
@@ -155,5 +177,16 @@ pub(crate) trait DynTimer: Send + Sync {
 impl<T: Timer> DynTimer for T {
     fn sleep_boxed(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(self.sleep(duration))
+    }
+}
+
+/// A runtime shared between the group's launcher and its timer.
+pub(crate) struct SharedRuntime<R>(pub(crate) Arc<R>);
+
+impl<R: Runtime> Timer for SharedRuntime<R> {
+    type Sleep = R::Sleep;
+
+    fn sleep(&self, duration: Duration) -> R::Sleep {
+        self.0.sleep(duration)
     }
 }

@@ -229,6 +229,14 @@ impl Drop for PoolTask {
     }
 }
 
+impl allstop::Timer for Pool {
+    type Sleep = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    fn sleep(&self, duration: Duration) -> Self::Sleep {
+        Box::pin(thread_sleep(duration))
+    }
+}
+
 impl allstop::Runtime for Pool {
     type Task = PoolTask;
 

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use allstop::{Cause, Event, Group, Outcome, Report, Run, Stop, Timer};
+use allstop::{Cause, Event, Group, Outcome, Report, Run, Stop};
 
 use crate::common::Counter;
 
@@ -42,8 +42,7 @@ fn kill(signal: &str) {
 /// (SIGINT) cuts the grace period short.
 pub fn signal_stops_the_group_and_a_second_cuts_the_grace<M, Fut>(
     block_on: fn(Run) -> Report,
-    run: fn(Group) -> Run,
-    timer: impl Timer,
+    mut group: Group,
     signals: M,
 ) where
     M: FnOnce(Stop) -> Fut + Send + 'static,
@@ -51,8 +50,7 @@ pub fn signal_stops_the_group_and_a_second_cuts_the_grace<M, Fut>(
 {
     let installed = Counter::new();
     let stopping = Counter::new();
-    let mut group = Group::new();
-    group.grace(Duration::from_secs(3600), timer);
+    group.grace(Duration::from_secs(3600));
     let seen = stopping.clone();
     group.observe(move |event: &Event<'_>| {
         if let Event::StopBegan { .. } = event {
@@ -72,7 +70,7 @@ pub fn signal_stops_the_group_and_a_second_cuts_the_grace<M, Fut>(
         futures::future::pending::<()>().await;
         Ok::<(), std::io::Error>(())
     });
-    let running = std::thread::spawn(move || block_on(run(group)));
+    let running = std::thread::spawn(move || block_on(group.run()));
 
     installed.wait_for(1);
     kill("TERM");

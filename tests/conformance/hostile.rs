@@ -112,8 +112,8 @@ fn check<M: Mode>(hostile: Hostile, position: usize) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = log.clone();
     let status = Status::new();
-    let mut group = Group::new();
-    group.grace(Duration::from_secs(5), timer.clone());
+    let mut group = M::group();
+    group.timer(timer.clone()).grace(Duration::from_secs(5));
     group.observe(status.clone());
     group.observe(move |event: &Event<'_>| {
         let line = match event {
@@ -142,7 +142,7 @@ fn check<M: Mode>(hostile: Hostile, position: usize) {
     // The deadline passes as soon as the stop begins: each member gets its
     // last poll, and whatever has not ended then is cancelled.
     timer.fire();
-    let report = M::block_on(M::run(group));
+    let report = M::block_on(group.run());
 
     assert_eq!(drops.get(), 3, "a member outlived the run: {report}");
     let got: Vec<_> = report.members().iter().map(|m| m.name()).collect();

@@ -9,7 +9,7 @@ mod props;
 use std::future::Future;
 use std::marker::PhantomData;
 
-use allstop::{Group, Nested, Run, Stop, Timer};
+use allstop::{Group, Stop, Timer};
 
 use crate::common::{thread_sleep, Pool};
 use crate::suite::Mode;
@@ -35,14 +35,10 @@ impl<E: Exec> Mode for InTask<E> {
     fn block_on<F: Future>(future: F) -> F::Output {
         E::block_on(future)
     }
-    fn run(group: Group) -> Run {
-        group.run()
-    }
-    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
-        group.into_member()
-    }
-    fn timer() -> impl Timer {
-        E::timer()
+    fn group() -> Group {
+        let mut group = Group::new();
+        group.timer(E::timer());
+        group
     }
 }
 
@@ -50,14 +46,8 @@ impl<E: Exec> Mode for Spawned<E> {
     fn block_on<F: Future>(future: F) -> F::Output {
         E::block_on(future)
     }
-    fn run(group: Group) -> Run {
-        group.run_spawned(E::runtime())
-    }
-    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static {
-        group.into_member_spawned(E::runtime())
-    }
-    fn timer() -> impl Timer {
-        E::timer()
+    fn group() -> Group {
+        Group::on(E::runtime())
     }
 }
 
@@ -165,7 +155,7 @@ mod supervision;
 fn collection_never_blocks_a_member() {
     crate::common::bounded(|| {
         let pool = crate::common::Pool::new();
-        let mut group = allstop::Group::new();
+        let mut group = allstop::Group::on(pool.clone());
         // Holds the run open until the test has seen the others end.
         let (release, gate) = futures::channel::oneshot::channel::<()>();
         group.add("gate", |_stop| async move {
@@ -177,7 +167,7 @@ fn collection_never_blocks_a_member() {
                 Ok::<(), std::io::Error>(())
             });
         }
-        let mut run = group.run_spawned(pool.clone());
+        let mut run = group.run();
         let waker = futures::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
         // One poll spawns the members; then the collector sleeps while
@@ -194,6 +184,14 @@ fn collection_never_blocks_a_member() {
 
 /// A runtime that has shut down: it drops whatever it is given.
 struct ShutDown;
+
+impl Timer for ShutDown {
+    type Sleep = std::future::Pending<()>;
+
+    fn sleep(&self, _duration: std::time::Duration) -> Self::Sleep {
+        std::future::pending()
+    }
+}
 
 impl allstop::Runtime for ShutDown {
     type Task = std::future::Ready<()>;
@@ -213,7 +211,7 @@ impl allstop::Runtime for ShutDown {
 fn members_dropped_by_their_runtime_are_cancelled() {
     common::bounded(|| {
         let drops = common::Counter::new();
-        let mut group = Group::new();
+        let mut group = Group::on(ShutDown);
         for _ in 0..3 {
             let guard = drops.guard();
             group.add("m", move |stop: Stop| async move {
@@ -222,7 +220,7 @@ fn members_dropped_by_their_runtime_are_cancelled() {
                 Ok::<(), std::io::Error>(())
             });
         }
-        let report = futures::executor::block_on(group.run_spawned(ShutDown));
+        let report = futures::executor::block_on(group.run());
         assert_eq!(drops.get(), 3);
         assert!(report.members().iter().all(|m| matches!(
             m.outcome(),
@@ -233,4 +231,42 @@ fn members_dropped_by_their_runtime_are_cancelled() {
             .to_string()
             .starts_with("group ended: its members were dropped"));
     });
+}
+
+/// A deadline without a timer is a mistake made while building the group:
+/// it panics there, naming the two ways to give the group a timer, rather
+/// than running a group whose deadline never comes.
+#[test]
+fn a_deadline_without_a_timer_says_how_to_give_one() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::time::Duration;
+
+    type Set = fn(&mut Group);
+    let set: [(&str, Set); 3] = [
+        ("grace", |group| {
+            group.grace(Duration::from_secs(1));
+        }),
+        ("stop_delay", |group| {
+            group.stop_delay(Duration::from_secs(1));
+        }),
+        ("add_restartable", |group| {
+            group.add_restartable("w", allstop::Restart::on_failure(), |_stop: Stop| async {
+                Ok::<(), std::io::Error>(())
+            });
+        }),
+    ];
+    for (what, set) in set {
+        let mut group = Group::new();
+        let panic = catch_unwind(AssertUnwindSafe(|| set(&mut group))).unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(
+            message.contains(&format!("`Group::{what}` needs a timer")),
+            "{message}"
+        );
+        assert!(message.contains("Group::on(runtime)") && message.contains("Group::timer"));
+        // With a timer, the same call is fine.
+        let mut group = Group::new();
+        group.timer(common::thread_sleep);
+        set(&mut group);
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use allstop::{Cause, Finish, Group, Outcome, Stop};
+use allstop::{Cause, Finish, Outcome, Stop};
 use proptest::prelude::*;
 
 use crate::common::{bounded, yield_times, Counter, ManualTimer};
@@ -46,8 +46,8 @@ fn kind() -> impl Strategy<Value = Kind> {
 fn check<M: Mode>(kinds: Vec<Kind>) {
     let drops = Counter::new();
     let timer = ManualTimer::new();
-    let mut group = Group::new();
-    group.grace(Duration::from_secs(3600), timer.clone());
+    let mut group = M::group();
+    group.timer(timer.clone()).grace(Duration::from_secs(3600));
     for (i, kind) in kinds.iter().cloned().enumerate() {
         let guard = drops.guard();
         group.add(format!("m{i}"), move |stop: Stop| async move {
@@ -94,7 +94,7 @@ fn check<M: Mode>(kinds: Vec<Kind>) {
             timer.fire();
         })
     };
-    let report = M::block_on(M::run(group));
+    let report = M::block_on(group.run());
     firing.join().unwrap();
 
     // Every member dropped, one entry each, in order.
@@ -186,7 +186,8 @@ fn check_staged<M: Mode>(plans: Vec<(u16, Plan)>) {
     timer.fire();
     // (stage, "stop" or "end"), in the order they happened.
     let log: Arc<Mutex<Vec<(u16, &'static str)>>> = Arc::default();
-    let mut group = Group::new();
+    let mut group = M::group();
+    group.timer(timer.clone());
     for (i, (stage, plan)) in plans.iter().cloned().enumerate() {
         group.stage(allstop::Stage::new(stage));
         let log = log.clone();
@@ -209,8 +210,7 @@ fn check_staged<M: Mode>(plans: Vec<(u16, Plan)>) {
             }),
             Plan::Obey(n) => group.add(format!("m{i}"), move |stop| obey(stop, n)),
             Plan::Flaky { failures, limit, n } => {
-                let policy = allstop::Restart::on_failure(timer.clone())
-                    .limit(limit, Duration::from_secs(3600));
+                let policy = allstop::Restart::on_failure().limit(limit, Duration::from_secs(3600));
                 let mut attempt = 0;
                 group.add_restartable(format!("m{i}"), policy, move |stop: Stop| {
                     attempt += 1;
@@ -234,7 +234,7 @@ fn check_staged<M: Mode>(plans: Vec<(u16, Plan)>) {
         yield_times(64).await;
         Ok::<(), String>(())
     });
-    let report = M::block_on(M::run(group));
+    let report = M::block_on(group.run());
 
     let log = log.lock().unwrap();
     for (at, (stage, what)) in log.iter().enumerate() {

@@ -10,10 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use allstop::{
-    CancelReason, Cause, Event, Finish, Group, MemberState, Nested, Outcome, Run, Status, Stop,
-    Timer,
-};
+use allstop::{CancelReason, Cause, Event, Finish, Group, MemberState, Outcome, Status, Stop};
 use futures::task::noop_waker;
 
 use crate::common::{thread_sleep, yield_times, Counter, ManualTimer};
@@ -24,12 +21,8 @@ pub trait Mode: 'static {
     /// Drives `future` to completion from a plain thread, on this mode's
     /// executor.
     fn block_on<F: Future>(future: F) -> F::Output;
-    /// Runs `group` in this mode.
-    fn run(group: Group) -> Run;
-    /// `group` as a member of another group, in this mode.
-    fn nest(group: Group) -> impl FnOnce(Stop) -> Nested + Send + 'static;
-    /// This mode's real timer.
-    fn timer() -> impl Timer;
+    /// An empty group that runs in this mode, with the mode's real timer.
+    fn group() -> Group;
 }
 
 type E = std::io::Error;
@@ -93,11 +86,11 @@ fn cause_member(report: &allstop::Report) -> (&str, &Finish) {
 conformance! {
     fn first_ok_exit_stops_all<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("a", obeys(&drops));
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
         group.add("b", obeys(&drops));
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert!(report.is_success(), "{report}");
         assert_eq!(cause_member(&report), ("quits", &Finish::Ok));
         assert_eq!(drops.get(), 2);
@@ -108,10 +101,10 @@ conformance! {
 conformance! {
     fn first_err_exit_stops_all_and_comes_back_unchanged<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("a", obeys(&drops));
         group.add("fails", |_stop| async { Err::<(), _>(Boom { code: 7 }) });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(
             cause_member(&report),
             ("fails", &Finish::Failed("boom 7".into()))
@@ -128,9 +121,9 @@ conformance! {
 // The peers' case: a group of one member hands its error back as it was.
 conformance! {
     fn single_member_error_comes_back_unchanged<M>() {
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("only", |_stop| async { Err::<(), _>(Boom { code: 42 }) });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         let member = report.into_members().remove(0);
         let Outcome::Err(error) = member.into_outcome() else {
             panic!("expected an error");
@@ -143,7 +136,7 @@ conformance! {
 conformance! {
     fn first_panic_stops_all<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("a", obeys(&drops));
         group.add("panics", |_stop| async {
             if true {
@@ -151,7 +144,7 @@ conformance! {
             }
             Ok::<(), E>(())
         });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(
             cause_member(&report),
             ("panics", &Finish::Panicked("member blew up: 3".into()))
@@ -169,13 +162,13 @@ conformance! {
 conformance! {
     fn panic_while_starting_is_an_outcome<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("a", obeys(&drops));
         group.add(
             "bad start",
             |_stop: Stop| -> std::future::Ready<Result<(), E>> { panic!("cannot start") },
         );
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert!(matches!(
             report.member("bad start").unwrap().outcome(),
             Outcome::Panicked(message) if message == "cannot start"
@@ -190,7 +183,7 @@ conformance! {
     fn stop_is_broadcast_once_and_ready_for_late_pollers<M>() {
         let kept: Arc<Mutex<Option<Stop>>> = Arc::default();
         let keep = kept.clone();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("keeps its stop", move |stop: Stop| async move {
             stop.clone().await;
             *keep.lock().unwrap() = Some(stop);
@@ -198,7 +191,7 @@ conformance! {
         });
         group.add("first", |_stop| async { Ok::<(), E>(()) });
         group.add("second", |_stop| async { Err::<(), _>(error("late")) });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         let (member, _) = cause_member(&report);
         assert!(member == "first" || member == "second");
 
@@ -223,7 +216,7 @@ conformance! {
 conformance! {
     fn run_returns_after_every_member_is_dropped<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         for turns in 0..10 {
             let guard = drops.guard();
             group.add(format!("slow {turns}"), move |stop: Stop| async move {
@@ -237,7 +230,7 @@ conformance! {
             });
         }
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(
             drops.get(),
             10,
@@ -250,7 +243,7 @@ conformance! {
 // Guarantee 3: one entry per member, in the order added, with its outcome and time.
 conformance! {
     fn report_lists_members_in_order<M>() {
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("z-ok", |stop: Stop| async move {
             stop.await;
             Ok::<(), E>(())
@@ -271,7 +264,7 @@ conformance! {
             Ok::<(), E>(())
         });
         let started = Instant::now();
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         let took = started.elapsed();
         let names: Vec<_> = report.members().iter().map(|m| m.name()).collect();
         assert_eq!(names, ["z-ok", "a-err", "m-trigger", "b-panic"]);
@@ -313,8 +306,8 @@ conformance! {
     fn deadline_cancels_a_member_that_ignores_the_stop<M>() {
         let drops = Counter::new();
         let timer = ManualTimer::new();
-        let mut group = Group::new();
-        group.grace(Duration::from_secs(5), timer.clone());
+        let mut group = M::group();
+        group.timer(timer.clone()).grace(Duration::from_secs(5));
         group.add("hung", ignores(&drops));
         group.add("good", obeys(&drops));
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
@@ -322,7 +315,7 @@ conformance! {
         let run = {
             let done = done.clone();
             std::thread::spawn(move || {
-                let report = M::block_on(M::run(group));
+                let report = M::block_on(group.run());
                 done.store(true, Ordering::SeqCst);
                 report
             })
@@ -354,13 +347,13 @@ conformance! {
     fn deadline_on_the_real_timer<M>() {
         let drops = Counter::new();
         let grace = Duration::from_millis(100);
-        let mut group = Group::new();
-        group.grace(grace, M::timer());
+        let mut group = M::group();
+        group.grace(grace);
         group.add("hung", ignores(&drops));
         let handle = group.stop_handle();
         let started = Instant::now();
         handle.stop("test");
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         let took = started.elapsed();
         assert!(matches!(report.members()[0].outcome(), Outcome::Cancelled(CancelReason::Deadline)));
         assert!(
@@ -379,12 +372,12 @@ conformance! {
 conformance! {
     fn external_stop_with_cause<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("a", obeys(&drops));
         group.add("b", obeys(&drops));
         let handle = group.stop_handle();
         let stopper = std::thread::spawn(move || handle.stop("operator said so"));
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         stopper.join().unwrap();
         assert_eq!(
             report.cause(),
@@ -404,12 +397,12 @@ conformance! {
     fn second_request_cuts_the_grace_short<M>() {
         let drops = Counter::new();
         let timer = ManualTimer::new();
-        let mut group = Group::new();
-        group.grace(Duration::from_secs(3600), timer.clone());
+        let mut group = M::group();
+        group.timer(timer.clone()).grace(Duration::from_secs(3600));
         group.add("hung", ignores(&drops));
         group.add("good", obeys(&drops));
         let handle = group.stop_handle();
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         handle.stop("first Ctrl-C");
         timer.wait_requested();
         drops.wait_for(1);
@@ -437,7 +430,7 @@ conformance! {
 conformance! {
     fn second_request_cuts_an_unbounded_wait_short<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("hung", ignores(&drops));
         let handle = group.stop_handle();
         handle.stop("one");
@@ -448,7 +441,7 @@ conformance! {
                 observed.add();
             }
         });
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         seen.wait_for(1);
         handle.stop("two");
         let report = run.join().unwrap();
@@ -461,15 +454,15 @@ conformance! {
 conformance! {
     fn nested_group_stops_with_its_parent<M>() {
         let drops = Counter::new();
-        let mut child = Group::new();
+        let mut child = M::group();
         child.add("c1", obeys(&drops));
         child.add("c2", obeys(&drops));
         let child_status = Status::new();
         child.observe(child_status.clone());
-        let mut parent = Group::new();
-        parent.add("child", M::nest(child));
+        let mut parent = M::group();
+        parent.add("child", child.into_member());
         parent.add("quits", |_stop| async { Ok::<(), E>(()) });
-        let report = M::block_on(M::run(parent));
+        let report = M::block_on(parent.run());
         assert!(report.is_success(), "{report}");
         assert_eq!(cause_member(&report), ("quits", &Finish::Ok));
         assert_eq!(drops.get(), 2);
@@ -487,15 +480,15 @@ conformance! {
 conformance! {
     fn nested_group_failure_stops_the_parent<M>() {
         let drops = Counter::new();
-        let mut child = Group::new();
+        let mut child = M::group();
         child.add("c1", obeys(&drops));
         child.add("db", |_stop| async {
             Err::<(), _>(error("connection lost"))
         });
-        let mut parent = Group::new();
+        let mut parent = M::group();
         parent.add("sibling", obeys(&drops));
-        parent.add("child", M::nest(child));
-        let report = M::block_on(M::run(parent));
+        parent.add("child", child.into_member());
+        let report = M::block_on(parent.run());
         assert_eq!(
             cause_member(&report),
             (
@@ -519,13 +512,13 @@ conformance! {
     fn nested_group_is_forced_with_its_parent<M>() {
         let drops = Counter::new();
         let timer = ManualTimer::new();
-        let mut child = Group::new();
-        child.grace(Duration::from_secs(3600), timer.clone());
+        let mut child = M::group();
+        child.timer(timer.clone()).grace(Duration::from_secs(3600));
         child.add("hung", ignores(&drops));
-        let mut parent = Group::new();
-        parent.add("child", M::nest(child));
+        let mut parent = M::group();
+        parent.add("child", child.into_member());
         let handle = parent.stop_handle();
-        let run = std::thread::spawn(move || M::block_on(M::run(parent)));
+        let run = std::thread::spawn(move || M::block_on(parent.run()));
         handle.stop("first");
         timer.wait_requested();
         handle.stop("second");
@@ -546,7 +539,7 @@ conformance! {
             other => panic!("unexpected {other:?}"),
         }
         // A cancelled run cannot wait for its spawned members; their runtime
-        // drops them right after (see `Group::into_member_spawned`).
+        // drops them right after (see `Group::into_member`).
         drops.wait_for(1);
     }
 }
@@ -554,7 +547,7 @@ conformance! {
 // Guarantee 9: an empty group returns at once with an empty report.
 conformance! {
     fn empty_group_returns_at_once<M>() {
-        let report = M::block_on(M::run(Group::new()));
+        let report = M::block_on(M::group().run());
         assert!(report.members().is_empty());
         assert_eq!(report.cause(), None);
         assert!(report.is_success());
@@ -567,9 +560,9 @@ conformance! {
 conformance! {
     fn exit_code_follows_the_outcomes<M>() {
         let code = |member: fn(&mut Group)| {
-            let mut group = Group::new();
+            let mut group = M::group();
             member(&mut group);
-            ExitCode::from(&M::block_on(M::run(group)))
+            ExitCode::from(&M::block_on(group.run()))
         };
         assert_eq!(
             code(|g| {
@@ -596,7 +589,7 @@ conformance! {
 // sibling's reaction to it (here the sibling fails too as it stops).
 conformance! {
     fn cause_is_the_trigger_not_the_reaction<M>() {
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("blocked", |stop: Stop| async move {
             stop.await;
             Err::<(), _>(error("interrupted"))
@@ -605,7 +598,7 @@ conformance! {
             yield_times(5).await;
             Err::<(), _>(error("trigger failed"))
         });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(
             cause_member(&report),
             ("trigger", &Finish::Failed("trigger failed".into()))
@@ -621,13 +614,13 @@ conformance! {
 // the report.
 conformance! {
     fn clean_first_exit_stays_the_cause<M>() {
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("clean", |_stop| async { Ok::<(), E>(()) });
         group.add("errs later", |stop: Stop| async move {
             stop.await;
             Err::<(), _>(error("late error"))
         });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(cause_member(&report), ("clean", &Finish::Ok));
         assert_eq!(
             report.member("errs later").unwrap().outcome().to_string(),
@@ -642,7 +635,7 @@ conformance! {
 conformance! {
     fn hundred_members_each_awaited<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         for i in 0..100 {
             let guard = drops.guard();
             group.add(format!("m{i}"), move |stop: Stop| async move {
@@ -656,7 +649,7 @@ conformance! {
             });
         }
         group.stop_handle().stop("go");
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(report.members().len(), 100);
         assert!(report.is_success());
         assert_eq!(drops.get(), 100);
@@ -669,7 +662,7 @@ conformance! {
     fn slow_error_after_stop_leaks_nothing<M>() {
         let drops = Counter::new();
         let guard = drops.guard();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("slow error", move |stop: Stop| async move {
             let _guard = guard;
             stop.await;
@@ -677,7 +670,7 @@ conformance! {
             Err::<(), _>(error("cleanup failed"))
         });
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(drops.get(), 1);
         assert_eq!(
             report.member("slow error").unwrap().outcome().to_string(),
@@ -692,7 +685,7 @@ conformance! {
     fn panic_is_not_hidden_by_later_exits<M>() {
         let panics = Arc::new(Mutex::new(0));
         let seen = panics.clone();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.observe(move |event: &Event<'_>| {
             if let Event::MemberExited {
                 outcome: Outcome::Panicked(_),
@@ -710,7 +703,7 @@ conformance! {
                 Ok::<(), E>(())
             });
         }
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(*panics.lock().unwrap(), 1);
         let panicked = report
             .members()
@@ -731,13 +724,13 @@ conformance! {
 conformance! {
     fn hung_member_is_named_and_the_rest_stop<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
-        group.grace(Duration::from_millis(50), M::timer());
+        let mut group = M::group();
+        group.grace(Duration::from_millis(50));
         group.add("a", obeys(&drops));
         group.add("stuck", ignores(&drops));
         group.add("b", obeys(&drops));
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         let states: Vec<_> = report
             .members()
             .iter()
@@ -764,11 +757,11 @@ conformance! {
 conformance! {
     fn watcher_is_dismissed_when_the_workers_end<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add_watcher("watcher", ignores(&drops));
         group.add("worker", obeys(&drops));
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert!(report.is_success(), "{report}");
         assert_eq!(cause_member(&report), ("quits", &Finish::Ok));
         assert_eq!(drops.get(), 2);
@@ -779,7 +772,7 @@ conformance! {
 conformance! {
     fn watcher_exit_stops_the_group<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("worker", obeys(&drops));
         group.add_watcher("signals", |stop: Stop| async move {
             stop.handle().stop("SIGTERM");
@@ -787,7 +780,7 @@ conformance! {
             futures::future::pending::<()>().await;
             Ok::<(), E>(())
         });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(report.cause(), Some(&Cause::Requested("SIGTERM".into())));
         assert!(report.is_success());
         assert_eq!(drops.get(), 1);
@@ -801,8 +794,8 @@ conformance! {
         let sink = log.clone();
         let timer = ManualTimer::new();
         let status = Status::new();
-        let mut group = Group::new();
-        group.grace(Duration::from_secs(1), timer.clone());
+        let mut group = M::group();
+        group.timer(timer.clone()).grace(Duration::from_secs(1));
         group.observe(move |event: &Event<'_>| {
             let line = match event {
                 Event::MemberStarted { name, .. } => format!("started {name}"),
@@ -819,7 +812,7 @@ conformance! {
         group.add("hung", ignores(&drops));
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
         let watch = status.clone();
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         timer.wait_requested();
         let members = watch.members();
         assert_eq!(members[0].state, MemberState::Stopping);
@@ -852,10 +845,10 @@ conformance! {
 conformance! {
     fn stop_before_run<M>() {
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("a", obeys(&drops));
         group.stop_handle().stop("early");
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(report.cause(), Some(&Cause::Requested("early".into())));
         assert!(report.is_success());
         assert_eq!(drops.get(), 1);
@@ -867,7 +860,7 @@ conformance! {
     fn dropping_the_run_drops_every_member<M>() {
         let drops = Counter::new();
         let started = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         for i in 0..4 {
             let guard = drops.guard();
             let started = started.clone();
@@ -879,7 +872,7 @@ conformance! {
             });
         }
         M::block_on(async {
-            let mut run = M::run(group);
+            let mut run = group.run();
             // Drive the run until every member has started, then drop it.
             std::future::poll_fn(|cx| {
                 assert!(std::pin::Pin::new(&mut run).poll(cx).is_pending());
@@ -903,23 +896,23 @@ conformance! {
     fn member_on_another_runtime<M>() {
         let pool = crate::common::Pool::new();
         let drops = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add_on("elsewhere", pool.clone(), |stop: Stop| async move {
             stop.await;
             Err::<(), _>(Boom { code: 9 })
         });
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         let Outcome::Err(error) = report.member("elsewhere").unwrap().outcome() else {
             panic!("{report}");
         };
         assert_eq!(error.downcast_ref::<Boom>(), Some(&Boom { code: 9 }));
 
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add_on("panics elsewhere", pool.clone(), |_stop| async {
             panic!("far away") as Result<(), E>
         });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(
             cause_member(&report),
             ("panics elsewhere", &Finish::Panicked("far away".into()))
@@ -928,14 +921,14 @@ conformance! {
         // Cancelled once it runs: its task is gone when `run` returns.
         let started = Counter::new();
         let running = started.clone();
-        let mut group = Group::new();
+        let mut group = M::group();
         let hung = ignores(&drops);
         group.add_on("hung elsewhere", pool, move |stop| {
             running.add();
             hung(stop)
         });
         let handle = group.stop_handle();
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         started.wait_for(1);
         handle.stop("one");
         handle.stop("two");
@@ -955,12 +948,12 @@ conformance! {
         let drops = Counter::new();
         let timer = ManualTimer::new();
         let status = Status::new();
-        let mut group = Group::new();
-        group.stop_delay(Duration::from_secs(7), timer.clone());
+        let mut group = M::group();
+        group.timer(timer.clone()).stop_delay(Duration::from_secs(7));
         group.observe(status.clone());
         group.add("app", obeys(&drops));
         let handle = group.stop_handle();
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         handle.stop("deploy");
         assert_eq!(timer.wait_requested(), Duration::from_secs(7));
         assert!(!status.is_ready());
@@ -982,8 +975,8 @@ conformance! {
         let timer = ManualTimer::new();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
-        let mut group = Group::new();
-        group.stop_delay(Duration::from_secs(3600), timer.clone());
+        let mut group = M::group();
+        group.timer(timer.clone()).stop_delay(Duration::from_secs(3600));
         group.observe(move |event: &Event<'_>| match event {
             Event::StopRequested { .. } => sink.lock().unwrap().push("requested"),
             Event::StopBegan { .. } => sink.lock().unwrap().push("began"),
@@ -991,7 +984,7 @@ conformance! {
         });
         group.add("app", obeys(&drops));
         let handle = group.stop_handle();
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         handle.stop("first");
         timer.wait_requested();
         assert!(!handle.is_stopped(), "the stop began during the delay");
@@ -1050,7 +1043,7 @@ conformance! {
         let pool = crate::common::Pool::new();
         let drops = Counter::new();
         let started = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         let guard = SlowDrop {
             _guard: drops.guard(),
         };
@@ -1062,7 +1055,7 @@ conformance! {
             Ok::<(), E>(())
         });
         let handle = group.stop_handle();
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         started.wait_for(1);
         handle.stop("one");
         handle.stop("two");
@@ -1079,8 +1072,8 @@ conformance! {
     fn panic_in_drop_while_cancelled_leaks_nothing<M>() {
         let drops = Counter::new();
         let timer = ManualTimer::new();
-        let mut group = Group::new();
-        group.grace(Duration::from_secs(5), timer.clone());
+        let mut group = M::group();
+        group.timer(timer.clone()).grace(Duration::from_secs(5));
         group.add("a", ignores(&drops));
         group.add("b", ignores(&drops));
         group.add("panics in drop", |_stop| async {
@@ -1090,7 +1083,7 @@ conformance! {
         });
         group.add("c", ignores(&drops));
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         timer.wait_requested();
         timer.fire();
         let report = run.join().expect("run unwound");
@@ -1109,12 +1102,12 @@ conformance! {
     fn panicking_display_breaks_nothing<M>() {
         let drops = Counter::new();
         let status = Status::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.observe(status.clone());
         group.add("a", obeys(&drops));
         group.add("bad", |_stop| async { Err::<(), _>(BadDisplay) });
         group.add("b", obeys(&drops));
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(drops.get(), 2);
         let (member, how) = cause_member(&report);
         assert_eq!(member, "bad");
@@ -1133,15 +1126,15 @@ conformance! {
 // that member's error.
 conformance! {
     fn group_failed_blames_one_member<M>() {
-        let mut child = Group::new();
+        let mut child = M::group();
         child.add("a", |_stop| async { panic!("boom") as Result<(), E> });
         child.add("b", |stop: Stop| async move {
             stop.await;
             Err::<(), _>(error("disk full"))
         });
-        let mut parent = Group::new();
-        parent.add("child", M::nest(child));
-        let report = M::block_on(M::run(parent));
+        let mut parent = M::group();
+        parent.add("child", child.into_member());
+        let report = M::block_on(parent.run());
         let Outcome::Err(failed) = report.member("child").unwrap().outcome() else {
             panic!("{report}");
         };
@@ -1149,15 +1142,15 @@ conformance! {
         assert!(failed.source().is_none(), "a panic has no error, yet source() is {:?}", failed.source());
 
         // And the other way round: the failing member is the one named.
-        let mut child = Group::new();
+        let mut child = M::group();
         child.add("a", |stop: Stop| async move {
             stop.await;
             panic!("later") as Result<(), E>
         });
         child.add("b", |_stop| async { Err::<(), _>(error("disk full")) });
-        let mut parent = Group::new();
-        parent.add("child", M::nest(child));
-        let report = M::block_on(M::run(parent));
+        let mut parent = M::group();
+        parent.add("child", child.into_member());
+        let report = M::block_on(parent.run());
         let Outcome::Err(failed) = report.member("child").unwrap().outcome() else {
             panic!("{report}");
         };
@@ -1173,7 +1166,7 @@ conformance! {
         for _ in 0..20 {
             let log = Arc::new(Mutex::new(Vec::new()));
             let sink = log.clone();
-            let mut group = Group::new();
+            let mut group = M::group();
             group.observe(move |event: &Event<'_>| match event {
                 Event::StopBegan { .. } => sink.lock().unwrap().push("stop".to_owned()),
                 Event::MemberExited { name, .. } => sink.lock().unwrap().push(name.to_string()),
@@ -1186,7 +1179,7 @@ conformance! {
                 });
             }
             group.add("quits", |_stop| async { Ok::<(), E>(()) });
-            M::block_on(M::run(group));
+            M::block_on(group.run());
             let log = log.lock().unwrap();
             let began = log.iter().position(|line| line == "stop").expect("no StopBegan");
             assert!(log[..began].iter().all(|line| line == "quits"), "{log:?}");
@@ -1200,7 +1193,7 @@ conformance! {
 conformance! {
     fn forced_before_run_starts_nothing<M>() {
         let started = Counter::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         for i in 0..4 {
             let started = started.clone();
             group.add(format!("m{i}"), move |stop: Stop| async move {
@@ -1212,7 +1205,7 @@ conformance! {
         let handle = group.stop_handle();
         handle.stop("one");
         handle.stop("two");
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(started.get(), 0, "a member was started");
         assert!(
             report
@@ -1231,13 +1224,13 @@ conformance! {
     fn zero_grace_keeps_members_that_are_done<M>() {
         for _ in 0..20 {
             let drops = Counter::new();
-            let mut group = Group::new();
-            group.grace(Duration::ZERO, M::timer());
+            let mut group = M::group();
+            group.grace(Duration::ZERO);
             for i in 0..4 {
                 group.add(format!("m{i}"), obeys(&drops));
             }
             group.stop_handle().stop("SIGTERM");
-            let report = M::block_on(M::run(group));
+            let report = M::block_on(group.run());
             assert!(report.is_success(), "{report}");
             assert_eq!(drops.get(), 4);
         }
@@ -1247,9 +1240,9 @@ conformance! {
 // Item 10: an empty group's stop resolves once its run has returned.
 conformance! {
     fn empty_group_stop_resolves<M>() {
-        let group = Group::new();
+        let group = M::group();
         let stop = group.stop_handle().stop_signal();
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert!(report.members().is_empty());
         assert!(stop.is_stopped());
         M::block_on(stop);
@@ -1263,7 +1256,7 @@ conformance! {
         {
             let in_tokio = Arc::new(AtomicBool::new(false));
             let probe = in_tokio.clone();
-            let mut group = Group::new();
+            let mut group = M::group();
             group.add("probe", move |stop: Stop| async move {
                 probe.store(tokio::runtime::Handle::try_current().is_ok(), Ordering::SeqCst);
                 stop.await;
@@ -1272,7 +1265,7 @@ conformance! {
             group.add_on("on tokio", allstop::tokio::Tokio::new(), |_stop| async {
                 Ok::<(), E>(())
             });
-            let report = M::block_on(M::run(group));
+            let report = M::block_on(group.run());
             let outcome = report.member("on tokio").unwrap().outcome();
             if in_tokio.load(Ordering::SeqCst) {
                 assert!(outcome.is_ok(), "{report}");
@@ -1294,13 +1287,13 @@ conformance! {
         let timer = ManualTimer::new();
         let mut child = Group::new();
         child.add("hung child", ignores(&drops));
-        let mut parent = Group::new();
-        parent.grace(Duration::from_secs(5), timer.clone());
+        let mut parent = M::group();
+        parent.timer(timer.clone()).grace(Duration::from_secs(5));
         // In-task, whatever the mode, so that it reports its members.
         parent.add("child", child.into_member());
         parent.add("hung", ignores(&drops));
         parent.add("quits", |_stop| async { Ok::<(), E>(()) });
-        let run = std::thread::spawn(move || M::block_on(M::run(parent)));
+        let run = std::thread::spawn(move || M::block_on(parent.run()));
         timer.wait_requested();
         timer.fire();
         let report = run.join().unwrap();
@@ -1345,13 +1338,13 @@ impl From<Unconvertible> for allstop::BoxError {
 // panic is the member's outcome, never an unwind through `run`.
 conformance! {
     fn a_panicking_error_conversion_is_the_members_outcome<M>() {
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("converts", |_stop| async { Err::<(), _>(Unconvertible) });
         group.add("waits", |stop: Stop| async move {
             stop.await;
             Ok::<(), E>(())
         });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert!(
             matches!(report.member("converts").unwrap().outcome(), Outcome::Panicked(m) if m == "the conversion panicked"),
             "{report}"
@@ -1367,8 +1360,8 @@ conformance! {
     fn zero_grace_polls_every_woken_member_behind_busy_ones<M>() {
         for _ in 0..20 {
             let drops = Counter::new();
-            let mut group = Group::new();
-            group.grace(Duration::ZERO, M::timer());
+            let mut group = M::group();
+            group.grace(Duration::ZERO);
             for i in 0..8 {
                 group.add(format!("busy {i}"), |_stop: Stop| async {
                     loop {
@@ -1382,7 +1375,7 @@ conformance! {
                 group.add(format!("obeys {i}"), obeys(&drops));
             }
             group.stop_handle().stop("SIGTERM");
-            let report = M::block_on(M::run(group));
+            let report = M::block_on(group.run());
             for i in 0..3 {
                 let outcome = report.member(&format!("obeys {i}")).unwrap().outcome();
                 assert!(outcome.is_ok(), "{report}");

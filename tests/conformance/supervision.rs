@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use allstop::{CancelReason, Cause, Event, Finish, Group, Outcome, Restart, Stage, Stop};
+use allstop::{CancelReason, Cause, Event, Finish, Outcome, Restart, Stage, Stop};
 
 use crate::common::{yield_times, Counter, Gate, ManualTimer};
 
@@ -58,19 +58,19 @@ conformance! {
         let first = Arc::new(AtomicUsize::new(2));
         let second = Arc::new(AtomicUsize::new(2));
         let last = Arc::new(AtomicUsize::new(1));
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("app", staged("app", None, first.clone(), log.clone()));
         group.add("api", staged("api", None, first.clone(), log.clone()));
         group.stage(Stage::new(1));
         group.add("worker", staged("worker", Some(first.clone()), second.clone(), log.clone()));
-        let mut nested = Group::new();
+        let mut nested = M::group();
         nested.add("inner", staged("inner", Some(first.clone()), second.clone(), log.clone()));
-        group.add("nested", M::nest(nested));
+        group.add("nested", nested.into_member());
         group.in_stage(Stage::LAST, |group| {
             group.add("debug", staged("debug", Some(second.clone()), last.clone(), log.clone()));
         });
         group.stop_handle().stop("deploy");
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert!(report.is_success(), "{report}");
         let lines = log.lines();
         assert_eq!(lines.len(), 5, "{lines:?}");
@@ -91,7 +91,7 @@ conformance! {
 conformance! {
     fn a_failure_in_a_late_stage_during_the_stop_is_reported<M>() {
         let failed = Gate::new();
-        let mut group = Group::new();
+        let mut group = M::group();
         let handle = group.stop_handle();
         let wait = failed.wait();
         group.add("app", move |stop: Stop| async move {
@@ -108,7 +108,7 @@ conformance! {
             Err::<(), _>(std::io::Error::other("flush failed"))
         });
         handle.stop("deploy");
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(report.cause(), Some(&Cause::Requested("deploy".into())));
         assert!(report.member("app").unwrap().outcome().is_ok());
         assert_eq!(
@@ -124,8 +124,8 @@ conformance! {
 conformance! {
     fn one_deadline_covers_every_stage<M>() {
         let timer = ManualTimer::new();
-        let mut group = Group::new();
-        group.grace(Duration::from_secs(3600), timer.clone());
+        let mut group = M::group();
+        group.timer(timer.clone()).grace(Duration::from_secs(3600));
         group.add("hung", |_stop: Stop| futures::future::pending::<Result<(), E>>());
         group.stage(Stage::new(1));
         let got_stop = Arc::new(AtomicBool::new(false));
@@ -136,7 +136,7 @@ conformance! {
             Ok::<(), E>(())
         });
         group.stop_handle().stop("deploy");
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         timer.wait_requested();
         timer.fire();
         let report = run.join().unwrap();
@@ -157,7 +157,7 @@ conformance! {
     fn a_second_request_cuts_every_stage_short<M>() {
         let began = Counter::new();
         let seen = began.clone();
-        let mut group = Group::new();
+        let mut group = M::group();
         group.observe(move |event: &Event<'_>| {
             if let Event::StageStopping { stage: Stage::FIRST } = event {
                 seen.add();
@@ -171,7 +171,7 @@ conformance! {
         });
         let handle = group.stop_handle();
         handle.stop("first");
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         began.wait_for(1);
         handle.stop("second");
         let report = run.join().unwrap();
@@ -203,14 +203,15 @@ conformance! {
         let timer = ManualTimer::new();
         // Every sleep ends at once: the test reads the delays asked for.
         timer.fire();
-        let policy = Restart::on_failure(timer.clone())
+        let policy = Restart::on_failure()
             .backoff(Duration::from_millis(10), Duration::from_millis(40))
             .jitter(0.5)
             .limit(4, Duration::from_secs(3600));
         let attempts = Arc::new(AtomicUsize::new(0));
         let events = Log::default();
         let sink = events.clone();
-        let mut group = Group::new();
+        let mut group = M::group();
+        group.timer(timer.clone());
         group.observe(move |event: &Event<'_>| match event {
             Event::MemberRestarting { error, restart, .. } => sink.push(format!("restarting {restart}: {error}")),
             Event::MemberRestarted { restart, .. } => sink.push(format!("restarted {restart}")),
@@ -222,7 +223,7 @@ conformance! {
             Ok::<(), E>(())
         });
         group.add_restartable("flaky", policy.clone(), always_fails(&attempts));
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert_eq!(attempts.load(Ordering::SeqCst), 5);
         let delays = timer.requested();
         assert_eq!(delays.len(), 4);
@@ -259,17 +260,18 @@ conformance! {
         let timer = ManualTimer::new(); // never fired: the backoff lasts
         let restarting = Counter::new();
         let seen = restarting.clone();
-        let mut group = Group::new();
+        let mut group = M::group();
+        group.timer(timer.clone());
         group.observe(move |event: &Event<'_>| {
             if let Event::MemberRestarting { .. } = event {
                 seen.add();
             }
         });
         let attempts = Arc::new(AtomicUsize::new(0));
-        group.add_restartable("backing off", Restart::on_failure(timer.clone()), always_fails(&attempts));
+        group.add_restartable("backing off", Restart::on_failure(), always_fails(&attempts));
         let draining = Arc::new(AtomicUsize::new(0));
         let counted = draining.clone();
-        group.add_restartable("fails at the stop", Restart::always(timer.clone()), move |stop: Stop| {
+        group.add_restartable("fails at the stop", Restart::always(), move |stop: Stop| {
             counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 stop.await;
@@ -277,7 +279,7 @@ conformance! {
             }
         });
         let handle = group.stop_handle();
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         restarting.wait_for(1);
         handle.stop("deploy");
         let report = run.join().unwrap();
@@ -300,7 +302,7 @@ conformance! {
     fn a_panicking_member_and_a_nested_group_are_restarted<M>() {
         let timer = ManualTimer::new();
         timer.fire();
-        let policy = Restart::on_failure(timer.clone()).backoff(Duration::from_millis(1), Duration::from_millis(2));
+        let policy = Restart::on_failure().backoff(Duration::from_millis(1), Duration::from_millis(2));
         let attempts = Arc::new(AtomicUsize::new(0));
         let counted = attempts.clone();
         let nested_attempts = Arc::new(AtomicUsize::new(0));
@@ -308,7 +310,8 @@ conformance! {
         // The nested group ends the run only once the other has restarted.
         let restarted = Gate::new();
         let open = restarted.clone();
-        let mut group = Group::new();
+        let mut group = M::group();
+        group.timer(timer.clone());
         group.add_restartable("panics once", policy.clone(), move |stop: Stop| {
             let n = counted.fetch_add(1, Ordering::SeqCst);
             let open = open.clone();
@@ -323,7 +326,7 @@ conformance! {
         });
         group.add_restartable("nested", policy, move |stop: Stop| {
             let n = nested_counted.fetch_add(1, Ordering::SeqCst);
-            let mut inner = Group::new();
+            let mut inner = M::group();
             let restarted = restarted.wait();
             inner.add("inner", move |_stop: Stop| async move {
                 if n == 0 {
@@ -333,9 +336,9 @@ conformance! {
                     Ok::<(), E>(())
                 }
             });
-            M::nest(inner)(stop)
+            inner.into_member()(stop)
         });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         let panics = report.member("panics once").unwrap();
         assert!(panics.outcome().is_ok(), "{report}");
         assert_eq!(panics.restarts(), 1);
@@ -368,7 +371,7 @@ conformance! {
             }
         };
         // A later-stage member that fails at once.
-        let mut group = Group::new();
+        let mut group = M::group();
         group.add("app", keep(&stops));
         group.stage(Stage::new(1));
         let early = stops.clone();
@@ -376,18 +379,18 @@ conformance! {
             early.lock().unwrap().push(stop);
             async { Err::<(), E>(E::other("boom")) }
         });
-        M::block_on(M::run(group));
+        M::block_on(group.run());
         // A first stage that ignores the stop, cancelled at the deadline:
         // the last stage is never released.
         let timer = ManualTimer::new();
-        let mut group = Group::new();
-        group.grace(Duration::from_secs(5), timer.clone());
+        let mut group = M::group();
+        group.timer(timer.clone()).grace(Duration::from_secs(5));
         group.add("hung", |_stop: Stop| futures::future::pending::<Result<(), E>>());
         group.in_stage(Stage::LAST, |group| {
             group.add("debug", keep(&stops));
         });
         group.stop_handle().stop("deploy");
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         timer.wait_requested();
         timer.fire();
         let report = run.join().unwrap();
@@ -410,7 +413,7 @@ conformance! {
         let timer = ManualTimer::new();
         let inner_stop = Arc::new(Mutex::new(None::<Stop>));
         let started = Counter::new();
-        let mut nested = Group::new();
+        let mut nested = M::group();
         {
             let inner_stop = inner_stop.clone();
             let started = started.clone();
@@ -423,13 +426,13 @@ conformance! {
                 }
             });
         }
-        let mut group = Group::new();
-        group.grace(Duration::from_secs(5), timer.clone());
+        let mut group = M::group();
+        group.timer(timer.clone()).grace(Duration::from_secs(5));
         group.add("hung", |_stop: Stop| futures::future::pending::<Result<(), E>>());
         group.stage(Stage::new(1));
-        group.add("nested", M::nest(nested));
+        group.add("nested", nested.into_member());
         group.stop_handle().stop("deploy");
-        let run = std::thread::spawn(move || M::block_on(M::run(group)));
+        let run = std::thread::spawn(move || M::block_on(group.run()));
         timer.wait_requested();
         started.wait_for(1);
         timer.fire();
@@ -454,10 +457,10 @@ impl From<Unconvertible> for allstop::BoxError {
 // never an unwind through `run`.
 conformance! {
     fn a_restartable_members_panicking_error_conversion_is_its_outcome<M>() {
-        let mut group = Group::new();
-        let policy = Restart::on_failure(M::timer()).limit(0, Duration::from_secs(10));
+        let mut group = M::group();
+        let policy = Restart::on_failure().limit(0, Duration::from_secs(10));
         group.add_restartable("converts", policy, |_stop: Stop| async { Err::<(), _>(Unconvertible) });
-        let report = M::block_on(M::run(group));
+        let report = M::block_on(group.run());
         assert!(
             matches!(report.member("converts").unwrap().outcome(), Outcome::Panicked(m) if m == "the conversion panicked"),
             "{report}"

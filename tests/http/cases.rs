@@ -20,7 +20,7 @@ pub fn bound() -> (TcpListener, SocketAddr) {
 }
 
 pub fn start<N: Net>(group: Group) -> thread::JoinHandle<Report> {
-    thread::spawn(move || N::block_on(N::run(group)))
+    thread::spawn(move || N::block_on(group.run()))
 }
 
 /// Waits until `addr` refuses connections: the listener is gone.
@@ -52,7 +52,7 @@ pub fn wait_answering(addr: SocketAddr) {
 /// A group serving `app` on a fresh port, and the port.
 pub fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
     let (listener, addr) = bound();
-    let mut group = Group::new();
+    let mut group = N::group();
     group.add("app", N::serve(listener, app.clone().service(), config));
     (group, addr)
 }
@@ -194,13 +194,13 @@ pub fn port_is_free_again_after_the_server_returns<N: Net>() {
 // stops the rest of the group.
 pub fn port_in_use_fails_naming_the_address<N: Net>() {
     let (_taken, addr) = bound();
-    let mut group = Group::new();
+    let mut group = N::group();
     group.add("worker", |stop: Stop| async move {
         stop.await;
         Ok::<(), std::io::Error>(())
     });
     group.add("app", N::serve_on(addr, App::new()));
-    let report = N::block_on(N::run(group));
+    let report = N::block_on(group.run());
     let Some(Cause::Finished {
         member,
         how: Finish::Failed(message),
@@ -376,7 +376,7 @@ pub fn a_group_spanning_tokio_and_smol_stops_cleanly() {
     let app = App::new();
     let (on_tokio, tokio_addr) = bound();
     let (on_smol, smol_addr) = bound();
-    let mut group = Group::new();
+    let mut group = Tokio::group();
     group.add(
         "on tokio",
         Tokio::serve(on_tokio, app.clone().service(), Config::default()),

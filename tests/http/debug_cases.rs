@@ -28,7 +28,7 @@ fn profiler_turn() -> std::sync::MutexGuard<'static, ()> {
 
 fn debug_serving<N: Net>(config: Config) -> (Group, SocketAddr, Debug) {
     let (listener, addr) = bound();
-    let mut group = Group::new();
+    let mut group = N::group();
     let debug = Debug::new().attach(&mut group);
     group.add("debug", N::serve(listener, debug.clone(), config));
     (group, addr, debug)
@@ -277,7 +277,9 @@ pub fn second_profile_conflicts_and_the_stop_ends_the_first<N: Net>() {
 pub fn readyz_fails_from_the_stop_request<N: Net>() {
     let timer = ManualTimer::new();
     let (mut group, addr, debug) = debug_serving::<N>(Config::default());
-    group.stop_delay(Duration::from_secs(5), timer.clone());
+    group
+        .timer(timer.clone())
+        .stop_delay(Duration::from_secs(5));
     let handle = group.stop_handle();
     let run = start::<N>(group);
     assert_eq!(get(addr, "/healthz").status, 200);

@@ -170,7 +170,7 @@ fn the_debug_server_listens_on_loopback_by_default() {
             }
         };
         {
-            let mut group = allstop::Group::new();
+            let mut group = allstop::Group::on(allstop::tokio::Tokio::new());
             allstop::tokio::add_debug_server(&mut group);
             let handle = group.stop_handle();
             let run = cases::start::<net::Tokio>(group);
@@ -180,7 +180,7 @@ fn the_debug_server_listens_on_loopback_by_default() {
             assert!(run.join().unwrap().is_success());
         }
         {
-            let mut group = allstop::Group::new();
+            let mut group = allstop::Group::on(allstop::smol::Smol::new());
             allstop::smol::add_debug_server(&mut group);
             let handle = group.stop_handle();
             let run = cases::start::<net::Smol>(group);

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use allstop::http::{Accept, IntoHttpService, ServeError};
-use allstop::{Group, Run, Stop};
+use allstop::{Group, Stop};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http_body_util::combinators::BoxBody;
@@ -125,10 +125,8 @@ pub trait Net: 'static {
     const WORKERS: usize;
 
     fn block_on<F: Future>(future: F) -> F::Output;
-    /// Runs the group, a task per member.
-    fn run(group: Group) -> Run;
-    /// Sets the group's grace deadline, on the runtime's timer.
-    fn grace(group: &mut Group, grace: Duration);
+    /// An empty group, a task per member on this runtime, with its timer.
+    fn group() -> Group;
     /// Spawns a detached task (a handler's).
     fn spawn(future: impl Future<Output = ()> + Send + 'static);
     /// A member serving `service` on an already bound listener.
@@ -356,12 +354,8 @@ impl Net for Tokio {
             .block_on(future)
     }
 
-    fn run(group: Group) -> Run {
-        group.run_spawned(allstop::tokio::Tokio::new())
-    }
-
-    fn grace(group: &mut Group, grace: Duration) {
-        group.grace(grace, allstop::tokio::Tokio::new());
+    fn group() -> Group {
+        Group::on(allstop::tokio::Tokio::new())
     }
 
     fn spawn(future: impl Future<Output = ()> + Send + 'static) {
@@ -406,12 +400,8 @@ impl Net for Smol {
         smol::block_on(future)
     }
 
-    fn run(group: Group) -> Run {
-        group.run_spawned(allstop::smol::Smol::new())
-    }
-
-    fn grace(group: &mut Group, grace: Duration) {
-        group.grace(grace, allstop::smol::Smol::new());
+    fn group() -> Group {
+        Group::on(allstop::smol::Smol::new())
     }
 
     fn spawn(future: impl Future<Output = ()> + Send + 'static) {

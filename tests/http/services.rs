@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use allstop::{Group, Outcome, Stop};
+use allstop::{Outcome, Stop};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -46,7 +46,7 @@ async fn echoes(socket: &mut Socket, text: &str) {
 pub fn a_websocket_closes_with_going_away_at_the_stop<N: Net>() {
     let app = App::on::<N>();
     let (mut group, addr) = serving::<N>(&app, Config::default());
-    N::grace(&mut group, Duration::from_secs(30));
+    group.grace(Duration::from_secs(30));
     let handle = group.stop_handle();
     let run = start::<N>(group);
     client_runtime().block_on(async {
@@ -124,7 +124,7 @@ pub fn the_drain_deadline_cuts_an_upgraded_connection<N: Net>() {
 pub fn an_event_stream_ends_cleanly_at_the_stop<N: Net>() {
     let app = App::new();
     let (mut group, addr) = serving::<N>(&app, Config::default());
-    N::grace(&mut group, Duration::from_secs(30));
+    group.grace(Duration::from_secs(30));
     let handle = group.stop_handle();
     let run = start::<N>(group);
     let mut client = Client::connect(addr).unwrap();
@@ -168,7 +168,7 @@ pub fn an_axum_router_is_served_as_it_is<N: Net>() {
         )
         .with_state("axum");
     let (listener, addr) = bound();
-    let mut group = Group::new();
+    let mut group = N::group();
     group.add("app", N::serve(listener, router, Config::default()));
     let handle = group.stop_handle();
     let run = start::<N>(group);
@@ -193,7 +193,7 @@ pub fn tonic_routes_are_served_as_they_are<N: Net>() {
     let (reporter, health) = tonic_health::server::health_reporter();
     let routes = tonic::service::Routes::new(health);
     let (listener, addr) = bound();
-    let mut group = Group::new();
+    let mut group = N::group();
     group.add("grpc", N::serve(listener, routes, Config::default()));
     let handle = group.stop_handle();
     let run = start::<N>(group);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use allstop::{Cause, Finish, Group, Outcome};
+use allstop::{Cause, Finish, Outcome};
 
 use crate::cases::{bound, serving, start, wait_refused};
 use crate::client::Client;
@@ -112,7 +112,7 @@ pub fn a_burst_of_a_thousand_connections_fits_the_backlog<N: Net>() {
     const CLIENTS: usize = 1000;
     let app = App::new();
     let (listener, addr) = bound();
-    let mut group = Group::new();
+    let mut group = N::group();
     // The adapter's own bind, with its default backlog.
     drop(listener);
     group.add("app", N::serve_on(addr, app.clone()));
@@ -194,7 +194,7 @@ pub fn silent_and_preface_only_connections_are_cut<N: Net>() {
 pub fn idle_http2_connection_closes_without_a_ping_answer<N: Net>() {
     let app = App::new();
     let (mut group, addr) = serving::<N>(&app, Config::default());
-    N::grace(&mut group, Duration::from_secs(30));
+    group.grace(Duration::from_secs(30));
     let handle = group.stop_handle();
     let run = start::<N>(group);
     let mut client = H2::connect(addr).unwrap();

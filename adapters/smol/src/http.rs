@@ -178,10 +178,10 @@ pub async fn serve<M>(
 /// # let service = hyper::service::service_fn(|_req| async {
 /// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
 /// # });
-/// let mut group = allstop::Group::new();
+/// let mut group = allstop::Group::on(allstop::smol::Smol::new());
 /// group.add("app", allstop::smol::http::serve_on("127.0.0.1:0".parse().unwrap(), service));
 /// group.stop_handle().stop("done");
-/// assert!(smol::block_on(group.run_spawned(allstop::smol::Smol::new())).is_success());
+/// assert!(smol::block_on(group.run()).is_success());
 /// ```
 pub fn serve_on<M>(
     addr: SocketAddr,

@@ -16,11 +16,11 @@
 //!     let hello = service_fn(|_req| async {
 //!         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("hello\n"))))
 //!     });
-//!     let mut group = Group::new();
-//!     group.grace(Duration::from_secs(10), Smol::new());
+//!     let mut group = Group::on(Smol::new());
+//!     group.grace(Duration::from_secs(10));
 //!     group.add("app", http::serve_on("127.0.0.1:8080".parse().unwrap(), hello));
 //!     group.add_watcher("signals", signals());
-//!     let report = smol::block_on(group.run_spawned(Smol::new()));
+//!     let report = smol::block_on(group.run());
 //!     eprintln!("{report}");
 //!     report.exit_code()
 //! }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use smol::Executor;
 
-/// The smol runtime, for [`Group::run_spawned`](allstop_core::Group::run_spawned)
-/// (a smol task per member) and as the [`Timer`](allstop_core::Timer) of a
-/// grace deadline.
+/// The smol runtime, for [`Group::on`](allstop_core::Group::on) (a smol
+/// task per member, and smol's timer for the group's deadlines), or as the
+/// [`Timer`](allstop_core::Timer) of a group that runs in-task.
 ///
 /// `Smol::new()` spawns on smol's global executor (`smol::spawn`);
 /// [`Smol::with_executor`] on an executor of yours.
@@ -20,10 +20,10 @@ use smol::Executor;
 /// use allstop::smol::Smol;
 /// use std::time::Duration;
 ///
-/// let mut group = allstop::Group::new();
-/// group.grace(Duration::from_secs(5), Smol::new());
+/// let mut group = allstop::Group::on(Smol::new());
+/// group.grace(Duration::from_secs(5));
 /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
-/// let report = smol::block_on(group.run_spawned(Smol::new()));
+/// let report = smol::block_on(group.run());
 /// assert!(report.is_success());
 /// ```
 #[derive(Clone, Default)]
@@ -52,9 +52,9 @@ impl Smol {
     /// use std::sync::Arc;
     ///
     /// let executor = Arc::new(smol::Executor::new());
-    /// let mut group = allstop::Group::new();
+    /// let mut group = allstop::Group::on(allstop::smol::Smol::with_executor(executor.clone()));
     /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
-    /// let run = group.run_spawned(allstop::smol::Smol::with_executor(executor.clone()));
+    /// let run = group.run();
     /// let report = smol::block_on(executor.run(run));
     /// assert!(report.is_success());
     /// ```

@@ -146,10 +146,10 @@ pub async fn serve<M>(
 /// # let service = hyper::service::service_fn(|_req| async {
 /// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
 /// # });
-/// let mut group = allstop::Group::new();
+/// let mut group = allstop::Group::on(allstop::tokio::Tokio::new());
 /// group.add("app", allstop::tokio::http::serve_on("127.0.0.1:0".parse().unwrap(), service));
 /// group.stop_handle().stop("done");
-/// assert!(group.run_spawned(allstop::tokio::Tokio::new()).await.is_success());
+/// assert!(group.run().await.is_success());
 /// # });
 /// ```
 pub fn serve_on<M>(

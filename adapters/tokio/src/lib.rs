@@ -17,11 +17,11 @@
 //!     let hello = service_fn(|_req| async {
 //!         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from("hello\n"))))
 //!     });
-//!     let mut group = Group::new();
-//!     group.grace(Duration::from_secs(10), Tokio::new());
+//!     let mut group = Group::on(Tokio::new());
+//!     group.grace(Duration::from_secs(10));
 //!     group.add("app", http::serve_on("127.0.0.1:8080".parse().unwrap(), hello));
 //!     group.add_watcher("signals", signals());
-//!     let report = group.run_spawned(Tokio::new()).await;
+//!     let report = group.run().await;
 //!     eprintln!("{report}");
 //!     report.exit_code()
 //! }

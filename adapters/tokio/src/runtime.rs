@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-/// The tokio runtime, for [`Group::run_spawned`](allstop_core::Group::run_spawned)
-/// (a tokio task per member) and as the [`Timer`](allstop_core::Timer) of a
-/// grace deadline.
+/// The tokio runtime, for [`Group::on`](allstop_core::Group::on) (a tokio
+/// task per member, and tokio's timer for the group's deadlines), or as the
+/// [`Timer`](allstop_core::Timer) of a group that runs in-task.
 ///
 /// `Tokio::new()` spawns on the runtime the group runs on (the current one
 /// when the run is first polled); [`Tokio::with_handle`] on a given one.
@@ -20,10 +20,10 @@ use tokio::task::JoinHandle;
 /// use std::time::Duration;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let mut group = allstop::Group::new();
-/// group.grace(Duration::from_secs(5), Tokio::new());
+/// let mut group = allstop::Group::on(Tokio::new());
+/// group.grace(Duration::from_secs(5));
 /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
-/// let report = group.run_spawned(Tokio::new()).await;
+/// let report = group.run().await;
 /// assert!(report.is_success());
 /// # });
 /// ```
@@ -53,12 +53,12 @@ impl Tokio {
     ///
     /// let runtime = tokio::runtime::Runtime::new().unwrap();
     /// let tokio = allstop::tokio::Tokio::with_handle(runtime.handle().clone());
-    /// let mut group = allstop::Group::new();
-    /// group.grace(Duration::from_millis(10), tokio.clone());
+    /// let mut group = allstop::Group::on(tokio);
+    /// group.grace(Duration::from_millis(10));
     /// group.add("job", |_stop| async { Ok::<(), std::io::Error>(()) });
     /// group.add("ignores the stop", |_stop| futures::future::pending::<Result<(), std::io::Error>>());
     /// // Driven from a plain thread; the members and the deadline run on `runtime`.
-    /// let report = futures::executor::block_on(group.run_spawned(tokio));
+    /// let report = futures::executor::block_on(group.run());
     /// assert!(matches!(report.members()[1].outcome(), allstop::Outcome::Cancelled(_)));
     /// ```
     pub fn with_handle(handle: Handle) -> Self {
