@@ -92,7 +92,7 @@ fn stop_clock(group: &mut allstop::Group) -> Arc<Mutex<Option<Instant>>> {
 }
 
 fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
-    use allstop::tokio::{http, signals, Tokio};
+    use allstop::tokio::{signals, Tokio};
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -102,13 +102,13 @@ fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
     let mut group = allstop::Group::on(Tokio::new());
     group.grace(Duration::from_secs(10));
     let signalled = stop_clock(&mut group);
-    let mut server = http::server();
+    let mut server = allstop::http::Server::on(Tokio::new());
     if !header_read_timeout {
         server = server.header_read_timeout(None);
     }
     group.add(
         "app",
-        http::serve_on_with(server, addr, hyper::service::service_fn(hello)),
+        server.serve_on(addr, hyper::service::service_fn(hello)),
     );
     group.add_watcher("signals", signals());
     let report = runtime.block_on(group.run());
@@ -117,18 +117,18 @@ fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
 }
 
 fn allstop_smol(addr: SocketAddr, header_read_timeout: bool) {
-    use allstop::smol::{http, signals, Smol};
+    use allstop::smol::{signals, Smol};
 
     let mut group = allstop::Group::on(Smol::new());
     group.grace(Duration::from_secs(10));
     let signalled = stop_clock(&mut group);
-    let mut server = http::server();
+    let mut server = allstop::http::Server::on(Smol::new());
     if !header_read_timeout {
         server = server.header_read_timeout(None);
     }
     group.add(
         "app",
-        http::serve_on_with(server, addr, hyper::service::service_fn(hello)),
+        server.serve_on(addr, hyper::service::service_fn(hello)),
     );
     group.add_watcher("signals", signals());
     let report = smol::block_on(group.run());
@@ -150,12 +150,15 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
 
 /// The same `Router`, served by allstop as it is.
 fn axum_on_allstop(addr: SocketAddr) {
-    use allstop::tokio::{http, signals, Tokio};
+    use allstop::tokio::{signals, Tokio};
 
     let mut group = allstop::Group::on(Tokio::new());
     group.grace(Duration::from_secs(10));
     let signalled = stop_clock(&mut group);
-    group.add("app", http::serve_on(addr, axum_router()));
+    group.add(
+        "app",
+        allstop::http::Server::on(Tokio::new()).serve_on(addr, axum_router()),
+    );
     group.add_watcher("signals", signals());
     let report = tokio_runtime().block_on(group.run());
     report_stop(&signalled);
@@ -164,11 +167,11 @@ fn axum_on_allstop(addr: SocketAddr) {
 
 /// The debug server alone, for the profile's memory cost.
 fn debug_server(addr: SocketAddr) {
-    use allstop::tokio::{add_debug_server_on, signals, Tokio};
+    use allstop::tokio::{signals, Tokio};
 
     let mut group = allstop::Group::on(Tokio::new());
     let signalled = stop_clock(&mut group);
-    add_debug_server_on(&mut group, addr);
+    allstop::debug::Debug::new().add_to(&mut group, allstop::http::Server::on(Tokio::new()), addr);
     group.add_watcher("signals", signals());
     let report = tokio_runtime().block_on(group.run());
     report_stop(&signalled);

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use allstop::tokio::{add_debug_server_on, http, signals, Tokio};
+use allstop::debug::Debug;
+use allstop::http::Server;
+use allstop::tokio::{signals, Tokio};
 use allstop::{Group, Stop};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, RawQuery, State};
@@ -42,9 +44,12 @@ async fn main() -> ExitCode {
         group.stop_delay(flags.stop_delay);
     }
     group.observe(allstop::Tracing);
-    group.add("app", http::serve_on(flags.app, router()));
+    group.add(
+        "app",
+        Server::on(Tokio::new()).serve_on(flags.app, router()),
+    );
     // In the last stage: /readyz answers 503 while the app drains.
-    add_debug_server_on(&mut group, flags.debug);
+    Debug::new().add_to(&mut group, Server::on(Tokio::new()), flags.debug);
     group.add_watcher("signals", signals());
 
     tracing::info!(

@@ -11,8 +11,9 @@ mod shared;
 use std::process::ExitCode;
 
 use allstop::debug::Debug;
+use allstop::http::Server;
 use allstop::smol::Smol;
-use allstop::tokio::{http, signals, Tokio};
+use allstop::tokio::{signals, Tokio};
 use allstop::{Group, Stage};
 
 #[tokio::main]
@@ -28,7 +29,7 @@ async fn main() -> ExitCode {
     }
     group.observe(allstop::Tracing);
     let app = shared::app(|d| Box::pin(tokio::time::sleep(d)));
-    group.add("app", http::serve_on(flags.app, app));
+    group.add("app", Server::on(Tokio::new()).serve_on(flags.app, app));
     // The debug server runs on smol's executor, in the same group, and
     // stops last: /readyz answers 503 while the app drains.
     let debug = Debug::new().attach(&mut group);
@@ -36,7 +37,7 @@ async fn main() -> ExitCode {
         group.add_on(
             "debug",
             Smol::new(),
-            allstop::smol::http::serve_on(flags.debug, debug),
+            Server::on(Smol::new()).serve_on(flags.debug, debug),
         );
     });
     group.add_watcher("signals", signals());

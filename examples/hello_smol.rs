@@ -12,7 +12,9 @@ mod shared;
 
 use std::process::ExitCode;
 
-use allstop::smol::{add_debug_server_on, http, signals, Smol};
+use allstop::debug::Debug;
+use allstop::http::Server;
+use allstop::smol::{signals, Smol};
 use allstop::Group;
 
 fn main() -> ExitCode {
@@ -31,9 +33,9 @@ fn main() -> ExitCode {
             async_io::Timer::after(d).await;
         })
     });
-    group.add("app", http::serve_on(flags.app, app));
+    group.add("app", Server::on(Smol::new()).serve_on(flags.app, app));
     // In the last stage: /readyz answers 503 while the app drains.
-    add_debug_server_on(&mut group, flags.debug);
+    Debug::new().add_to(&mut group, Server::on(Smol::new()), flags.debug);
     group.add_watcher("signals", signals());
 
     tracing::info!(

@@ -25,7 +25,9 @@ pub static MALLOC_CONF: &[u8] = b"prof:true,prof_active:true,lg_prof_sample:19\0
 
 use std::process::ExitCode;
 
-use allstop::tokio::{add_debug_server_on, http, signals, Tokio};
+use allstop::debug::Debug;
+use allstop::http::Server;
+use allstop::tokio::{signals, Tokio};
 use allstop::Group;
 
 #[tokio::main]
@@ -41,9 +43,9 @@ async fn main() -> ExitCode {
     }
     group.observe(allstop::Tracing);
     let app = shared::app(|d| Box::pin(tokio::time::sleep(d)));
-    group.add("app", http::serve_on(flags.app, app));
+    group.add("app", Server::on(Tokio::new()).serve_on(flags.app, app));
     // In the last stage: /readyz answers 503 while the app drains.
-    add_debug_server_on(&mut group, flags.debug);
+    Debug::new().add_to(&mut group, Server::on(Tokio::new()), flags.debug);
     group.add_watcher("signals", signals());
 
     tracing::info!(

@@ -51,7 +51,7 @@
 //!     stop, which then goes in order; one grace deadline covers every
 //!     stage, and cancels what still runs at it whatever its stage; a second
 //!     stop request cuts every stage short. By default there is one stage.
-//!     The adapters' debug server is in [`Stage::LAST`], so `/readyz`
+//!     The debug server (`add_debug_server`) is in [`Stage::LAST`], so `/readyz`
 //!     answers 503 and `/debug/group` shows the drain for as long as the app
 //!     drains. A nested group is one member of its parent's stage.
 //! 11. **Restart what may restart.** A member added with
@@ -108,7 +108,8 @@
 //! ```
 //! # #[cfg(feature = "tokio")]
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use allstop::tokio::{http, Tokio};
+//! use allstop::http::Server;
+//! use allstop::tokio::Tokio;
 //! use allstop::Stop;
 //! use axum::extract::Extension;
 //! use axum::response::sse::{Event, Sse};
@@ -122,14 +123,14 @@
 //!         Sse::new(events.take_until(stop))
 //!     }));
 //! let mut group = allstop::Group::on(Tokio::new());
-//! group.add("app", http::serve_on("127.0.0.1:0".parse().unwrap(), app));
+//! group.add("app", Server::on(Tokio::new()).serve_on("127.0.0.1:0".parse().unwrap(), app));
 //! group.stop_handle().stop("example");
 //! assert!(group.run().await.is_success());
 //! # });
 //! ```
 //!
 //! tonic `Routes` are served the same way (gRPC is HTTP/2):
-//! `group.add("grpc", http::serve_on(addr, tonic::service::Routes::new(svc)))`.
+//! `group.add("grpc", Server::on(Tokio::new()).serve_on(addr, tonic::service::Routes::new(svc)))`.
 //!
 //! A server that is not allstop's is a member too, since a [`Stop`] is a
 //! future: `axum::serve(listener, app).with_graceful_shutdown(stop)`, or
@@ -199,7 +200,7 @@
 //! | `smol` | `allstop::smol`: the same on smol and async-io (implies `http`) |
 //! | `tracing` | `allstop::Tracing`: an observer that logs the group's lifecycle as `tracing` events |
 //! | `heap` | `/debug/pprof/heap` in the debug server: heap profiles from jemalloc's profiler (Linux; implies `pprof`) |
-//! | `pprof` | `allstop::debug`: the debug server (CPU profiles, flamegraphs, health, readiness, group status), and `add_debug_server` in the adapters (Unix only) |
+//! | `pprof` | `allstop::debug`: the debug server (CPU profiles, flamegraphs, health, readiness, group status), with `add_debug_server` (Unix only) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

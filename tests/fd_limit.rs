@@ -49,13 +49,15 @@ fn child() {
         "tokio" => tokio::runtime::Runtime::new().unwrap().block_on(async {
             let listener = allstop::tokio::http::TcpListener::bind(any).await.unwrap();
             println!("listening on {}", listener.local_addr().unwrap());
-            let server = allstop::tokio::http::server().header_read_timeout(timeout);
+            let server = allstop::http::Server::on(allstop::tokio::Tokio::new())
+                .header_read_timeout(timeout);
             let _ = server.serve(listener, hello, allstop::Stop::never()).await;
         }),
         _ => smol::block_on(async {
             let listener = allstop::smol::http::TcpListener::bind(any).await.unwrap();
             println!("listening on {}", listener.local_addr().unwrap());
-            let server = allstop::smol::http::server().header_read_timeout(timeout);
+            let server =
+                allstop::http::Server::on(allstop::smol::Smol::new()).header_read_timeout(timeout);
             let _ = server.serve(listener, hello, allstop::Stop::never()).await;
         }),
     }

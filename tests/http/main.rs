@@ -171,7 +171,7 @@ fn the_debug_server_listens_on_loopback_by_default() {
         };
         {
             let mut group = allstop::Group::on(allstop::tokio::Tokio::new());
-            allstop::tokio::add_debug_server(&mut group);
+            allstop::debug::add_debug_server(&mut group, allstop::tokio::Tokio::new());
             let handle = group.stop_handle();
             let run = cases::start::<net::Tokio>(group);
             assert_eq!(answer(expected), 200);
@@ -181,7 +181,7 @@ fn the_debug_server_listens_on_loopback_by_default() {
         }
         {
             let mut group = allstop::Group::on(allstop::smol::Smol::new());
-            allstop::smol::add_debug_server(&mut group);
+            allstop::debug::add_debug_server(&mut group, allstop::smol::Smol::new());
             let handle = group.stop_handle();
             let run = cases::start::<net::Smol>(group);
             assert_eq!(answer(expected), 200);

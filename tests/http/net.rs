@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use allstop::http::{Accept, IntoHttpService, ServeError};
+use allstop::http::{Accept, HttpRuntime, IntoHttpService, ServeError, Server};
 use allstop::{Group, Stop};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -38,11 +38,7 @@ pub struct Config {
 
 impl Config {
     /// `server`, with the settings this config changes.
-    pub fn apply<E, T>(self, mut server: allstop::http::Server<E, T>) -> allstop::http::Server<E, T>
-    where
-        E: allstop::http::Executor,
-        T: hyper::rt::Timer + Clone + Send + Sync + 'static,
-    {
+    pub fn apply<R: HttpRuntime>(self, mut server: Server<R>) -> Server<R> {
         if let Some(grace) = self.idle_grace {
             server = server.idle_grace(grace);
         }
@@ -59,16 +55,15 @@ impl Config {
     }
 
     /// Serves `service` on `listener` with `server` configured by this.
-    pub async fn serve<E, T, L, M>(
+    pub async fn serve<R, L, M>(
         self,
-        server: allstop::http::Server<E, T>,
+        server: Server<R>,
         listener: L,
         service: impl IntoHttpService<M>,
         stop: Stop,
     ) -> Result<(), ServeError>
     where
-        E: allstop::http::Executor,
-        T: hyper::rt::Timer + Clone + Send + Sync + 'static,
+        R: HttpRuntime,
         L: Accept,
     {
         let server = self.apply(server);
@@ -372,14 +367,14 @@ impl Net for Tokio {
                 listener.set_nonblocking(true).unwrap();
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let listener = allstop::tokio::http::TcpListener::from(listener);
-                let server = allstop::tokio::http::server();
+                let server = Server::on(allstop::tokio::Tokio::new());
                 config.serve(server, listener, service, stop).await
             })
         }
     }
 
     fn serve_on(addr: SocketAddr, app: App) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-        allstop::tokio::http::serve_on(addr, app.service())
+        Server::on(allstop::tokio::Tokio::new()).serve_on(addr, app.service())
     }
 
     fn bind(addr: SocketAddr) -> Result<(), ServeError> {
@@ -417,14 +412,14 @@ impl Net for Smol {
             Box::pin(async move {
                 let listener = async_io::Async::new(listener).unwrap();
                 let listener = allstop::smol::http::TcpListener::from(listener);
-                let server = allstop::smol::http::server();
+                let server = Server::on(allstop::smol::Smol::new());
                 config.serve(server, listener, service, stop).await
             })
         }
     }
 
     fn serve_on(addr: SocketAddr, app: App) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-        allstop::smol::http::serve_on(addr, app.service())
+        Server::on(allstop::smol::Smol::new()).serve_on(addr, app.service())
     }
 
     fn bind(addr: SocketAddr) -> Result<(), ServeError> {

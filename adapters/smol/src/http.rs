@@ -1,14 +1,14 @@
-//! Graceful hyper servers on async-io sockets: the listener glue and a
-//! ready-made member. The serving and draining logic is
-//! [`allstop::http`](allstop_core::http), shared with the tokio adapter.
+//! The listener glue for HTTP on smol: [`Smol`] is an
+//! [`HttpRuntime`], so a server is
+//! `allstop::http::Server::on(Smol::new())`. The serving and draining logic
+//! is [`allstop::http`](allstop_core::http), shared with the tokio adapter.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::task::{ready, Context, Poll};
 
-use allstop_core::http::{IntoHttpService, ServeError};
-use allstop_core::Stop;
+use allstop_core::http::{HttpRuntime, ServeError};
 use async_io::Async;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
@@ -37,32 +37,25 @@ where
     }
 }
 
-/// The server, on smol's executor and async-io's timer. Configure it, then
-/// serve with [`serve_on_with`] or
-/// [`Server::serve`](allstop_core::http::Server::serve).
-pub type Server = allstop_core::http::Server<SmolExecutor, SmolTimer>;
+/// Connections run as tasks of this runtime's executor, timeouts on
+/// async-io's timer, and the server binds a [`TcpListener`].
+impl HttpRuntime for Smol {
+    type Executor = SmolExecutor;
+    type Timer = SmolTimer;
+    type Listener = TcpListener;
 
-/// The future of a [`serve_on`] member.
-pub type Serving = allstop_core::http::Serving;
+    fn executor(&self) -> SmolExecutor {
+        SmolExecutor::new(self.clone())
+    }
 
-/// A server with the default settings (see [`allstop::http`](allstop_core::http)),
-/// whose connections run on smol's global executor.
-///
-/// ```
-/// use std::time::Duration;
-///
-/// let server = allstop::smol::http::server().idle_grace(Duration::from_millis(100));
-/// ```
-pub fn server() -> Server {
-    server_on(Smol::new())
-}
-
-/// A server with the default settings whose connections run on `runtime`.
-pub fn server_on(runtime: Smol) -> Server {
-    Server::new(SmolExecutor::new(runtime), SmolTimer::new())
+    fn timer(&self) -> SmolTimer {
+        SmolTimer::new()
+    }
 }
 
 /// A bound TCP listener, for [`Server::serve`](allstop_core::http::Server::serve).
+///
+/// [`Server::serve_on`](allstop_core::http::Server::serve_on) binds one itself.
 #[derive(Debug)]
 pub struct TcpListener {
     inner: Async<std::net::TcpListener>,
@@ -145,56 +138,4 @@ impl allstop_core::http::Accept for TcpListener {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
     }
-}
-
-/// Serves `service` on `listener` with the default [`server`] until `stop`,
-/// then drains.
-///
-/// ```
-/// use allstop::smol::http::{serve, TcpListener};
-/// # let service = hyper::service::service_fn(|_req| async {
-/// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
-/// # });
-/// smol::block_on(async {
-///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-///     let mut group = allstop::Group::new();
-///     group.add("app", move |stop| serve(listener, service, stop));
-///     group.stop_handle().stop("done");
-///     assert!(group.run().await.is_success());
-/// });
-/// ```
-pub async fn serve<M>(
-    listener: TcpListener,
-    service: impl IntoHttpService<M>,
-    stop: Stop,
-) -> Result<(), ServeError> {
-    server().serve(listener, service, stop).await
-}
-
-/// A member that binds `addr` and serves `service` on it with the default
-/// [`server`]. A bind failure is the member's error, naming the address.
-///
-/// ```
-/// # let service = hyper::service::service_fn(|_req| async {
-/// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
-/// # });
-/// let mut group = allstop::Group::on(allstop::smol::Smol::new());
-/// group.add("app", allstop::smol::http::serve_on("127.0.0.1:0".parse().unwrap(), service));
-/// group.stop_handle().stop("done");
-/// assert!(smol::block_on(group.run()).is_success());
-/// ```
-pub fn serve_on<M>(
-    addr: SocketAddr,
-    service: impl IntoHttpService<M>,
-) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-    serve_on_with(server(), addr, service)
-}
-
-/// As [`serve_on`], with a configured `server`.
-pub fn serve_on_with<M>(
-    server: Server,
-    addr: SocketAddr,
-    service: impl IntoHttpService<M>,
-) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-    server.serve_on::<TcpListener, _>(addr, service)
 }

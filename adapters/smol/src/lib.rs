@@ -5,7 +5,8 @@
 //! Use it through `allstop` with `features = ["smol"]`, as `allstop::smol`.
 //!
 //! ```no_run
-//! use allstop::smol::{http, signals, Smol};
+//! use allstop::http::Server;
+//! use allstop::smol::{signals, Smol};
 //! use allstop::Group;
 //! use bytes::Bytes;
 //! use http_body_util::Full;
@@ -18,7 +19,7 @@
 //!     });
 //!     let mut group = Group::on(Smol::new());
 //!     group.grace(Duration::from_secs(10));
-//!     group.add("app", http::serve_on("127.0.0.1:8080".parse().unwrap(), hello));
+//!     group.add("app", Server::on(Smol::new()).serve_on("127.0.0.1:8080".parse().unwrap(), hello));
 //!     group.add_watcher("signals", signals());
 //!     let report = smol::block_on(group.run());
 //!     eprintln!("{report}");
@@ -29,15 +30,9 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "pprof")]
-mod debug;
 pub mod http;
 mod runtime;
 mod signals;
 
 pub use runtime::{Smol, SmolSleep, SmolTask};
 pub use signals::{signals, Signals};
-
-#[cfg(feature = "pprof")]
-#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
-pub use debug::{add_debug_server, add_debug_server_on};

@@ -1,34 +1,37 @@
-//! Graceful hyper servers on tokio sockets: the listener glue and a
-//! ready-made member. The serving and draining logic is
-//! [`allstop::http`](allstop_core::http), shared with the smol adapter.
+//! The listener glue for HTTP on tokio: [`Tokio`] is an
+//! [`HttpRuntime`], so a server is
+//! `allstop::http::Server::on(Tokio::new())`. The serving and draining logic
+//! is [`allstop::http`](allstop_core::http), shared with the smol adapter.
 
 use std::io;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
-use allstop_core::http::{IntoHttpService, ServeError};
-use allstop_core::Stop;
+use allstop_core::http::{HttpRuntime, ServeError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-/// The server, on tokio's executor and timer. Configure it, then serve with
-/// [`serve_on_with`] or [`Server::serve`](allstop_core::http::Server::serve).
-pub type Server = allstop_core::http::Server<TokioExecutor, TokioTimer>;
+use crate::Tokio;
 
-/// The future of a [`serve_on`] member.
-pub type Serving = allstop_core::http::Serving;
+/// Connections run as tokio tasks (`tokio::spawn`, on the runtime that
+/// serves), timeouts on tokio's timer, and the server binds a
+/// [`TcpListener`].
+impl HttpRuntime for Tokio {
+    type Executor = TokioExecutor;
+    type Timer = TokioTimer;
+    type Listener = TcpListener;
 
-/// A server with the default settings (see [`allstop::http`](allstop_core::http)).
-///
-/// ```
-/// use std::time::Duration;
-///
-/// let server = allstop::tokio::http::server().idle_grace(Duration::from_millis(100));
-/// ```
-pub fn server() -> Server {
-    Server::new(TokioExecutor::new(), TokioTimer::new())
+    fn executor(&self) -> TokioExecutor {
+        TokioExecutor::new()
+    }
+
+    fn timer(&self) -> TokioTimer {
+        TokioTimer::new()
+    }
 }
 
 /// A bound TCP listener, for [`Server::serve`](allstop_core::http::Server::serve).
+///
+/// [`Server::serve_on`](allstop_core::http::Server::serve_on) binds one itself.
 #[derive(Debug)]
 pub struct TcpListener {
     inner: tokio::net::TcpListener,
@@ -112,58 +115,4 @@ fn io(stream: tokio::net::TcpStream) -> TokioIo<tokio::net::TcpStream> {
     // Small responses go out at once rather than after Nagle's delay.
     let _ = stream.set_nodelay(true);
     TokioIo::new(stream)
-}
-
-/// Serves `service` on `listener` with the default [`server`] until `stop`,
-/// then drains.
-///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use allstop::tokio::http::{serve, TcpListener};
-/// # let service = hyper::service::service_fn(|_req| async {
-/// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
-/// # });
-/// let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-/// let mut group = allstop::Group::new();
-/// group.add("app", move |stop| serve(listener, service, stop));
-/// group.stop_handle().stop("done");
-/// assert!(group.run().await.is_success());
-/// # });
-/// ```
-pub async fn serve<M>(
-    listener: TcpListener,
-    service: impl IntoHttpService<M>,
-    stop: Stop,
-) -> Result<(), ServeError> {
-    server().serve(listener, service, stop).await
-}
-
-/// A member that binds `addr` and serves `service` on it with the default
-/// [`server`]. A bind failure is the member's error, naming the address.
-///
-/// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// # let service = hyper::service::service_fn(|_req| async {
-/// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
-/// # });
-/// let mut group = allstop::Group::on(allstop::tokio::Tokio::new());
-/// group.add("app", allstop::tokio::http::serve_on("127.0.0.1:0".parse().unwrap(), service));
-/// group.stop_handle().stop("done");
-/// assert!(group.run().await.is_success());
-/// # });
-/// ```
-pub fn serve_on<M>(
-    addr: SocketAddr,
-    service: impl IntoHttpService<M>,
-) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-    serve_on_with(server(), addr, service)
-}
-
-/// As [`serve_on`], with a configured `server`.
-pub fn serve_on_with<M>(
-    server: Server,
-    addr: SocketAddr,
-    service: impl IntoHttpService<M>,
-) -> impl FnOnce(Stop) -> Serving + Send + 'static {
-    server.serve_on::<TcpListener, _>(addr, service)
 }

@@ -5,7 +5,8 @@
 //! Use it through `allstop` with `features = ["tokio"]`, as `allstop::tokio`.
 //!
 //! ```no_run
-//! use allstop::tokio::{http, signals, Tokio};
+//! use allstop::http::Server;
+//! use allstop::tokio::{signals, Tokio};
 //! use allstop::Group;
 //! use bytes::Bytes;
 //! use http_body_util::Full;
@@ -19,7 +20,7 @@
 //!     });
 //!     let mut group = Group::on(Tokio::new());
 //!     group.grace(Duration::from_secs(10));
-//!     group.add("app", http::serve_on("127.0.0.1:8080".parse().unwrap(), hello));
+//!     group.add("app", Server::on(Tokio::new()).serve_on("127.0.0.1:8080".parse().unwrap(), hello));
 //!     group.add_watcher("signals", signals());
 //!     let report = group.run().await;
 //!     eprintln!("{report}");
@@ -30,15 +31,9 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "pprof")]
-mod debug;
 pub mod http;
 mod runtime;
 mod signals;
 
 pub use runtime::{Tokio, TokioTask};
 pub use signals::{signals, Signals};
-
-#[cfg(feature = "pprof")]
-#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
-pub use debug::{add_debug_server, add_debug_server_on};

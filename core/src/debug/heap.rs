@@ -9,6 +9,7 @@ pub(crate) enum HeapError {
     /// on).
     NotActive(&'static str),
     /// jemalloc could not dump or convert the profile (500).
+    #[cfg_attr(not(all(feature = "heap", target_os = "linux")), allow(dead_code))]
     Failed(String),
 }
 

@@ -1,6 +1,6 @@
 //! The debug server's routes: CPU profiles and flamegraphs, health,
-//! readiness and the group's status, as one hyper service that either
-//! adapter serves.
+//! readiness and the group's status, as one hyper service, and
+//! [`add_debug_server`], which serves it as a member of a group.
 //!
 //! | route | answer |
 //! |---|---|
@@ -35,7 +35,7 @@
 //! pub static MALLOC_CONF: &[u8] = b"prof:true,prof_active:true,lg_prof_sample:19\0";
 //! ```
 //!
-//! **Serve it on loopback only** (the adapters' default,
+//! **Serve it on loopback only** ([`add_debug_server`]'s default,
 //! [`DEFAULT_ADDR`]): profiles and the group's state reveal the program's
 //! internals, and a profile costs CPU.
 //!
@@ -46,8 +46,8 @@
 //! // Watches the group, for /readyz and /debug/group.
 //! let debug = Debug::new().attach(&mut group);
 //! // Then serve `debug` like any hyper service, e.g. with
-//! // `allstop::tokio::http::serve_on(allstop::debug::DEFAULT_ADDR, debug)`,
-//! // or add it in one line with `allstop::tokio::add_debug_server`.
+//! // `Server::on(Tokio::new()).serve_on(allstop::debug::DEFAULT_ADDR, debug)`,
+//! // or add it in one line with `add_debug_server(&mut group, Tokio::new())`.
 //! # drop(debug);
 //! ```
 
@@ -69,11 +69,31 @@ use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode};
 
 use self::profile::{Format, ProfilerLock};
-use crate::{Group, Status, Stop};
+use crate::http::{HttpRuntime, Server};
+use crate::{Group, Stage, Status, Stop};
 
-/// Where the adapters' debug server listens unless told otherwise:
+/// Where [`add_debug_server`] listens:
 /// `127.0.0.1:8001`, loopback only.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8001));
+
+/// Adds the debug server to `group` on [`DEFAULT_ADDR`] (`127.0.0.1:8001`,
+/// loopback only), served on `runtime`, as the member `"debug"` in the
+/// last stage: see [`Debug::add_to`], which this is with the default
+/// routes. Returns the routes, whose [`status`](Debug::status) shows the
+/// group.
+///
+/// ```
+/// # #[cfg(feature = "tokio")] {
+/// use allstop::tokio::Tokio;
+///
+/// let mut group = allstop::Group::on(Tokio::new());
+/// allstop::debug::add_debug_server(&mut group, Tokio::new());
+/// assert_eq!(group.len(), 1);
+/// # }
+/// ```
+pub fn add_debug_server<R: HttpRuntime>(group: &mut Group, runtime: R) -> Debug {
+    Debug::new().add_to(group, Server::on(runtime), DEFAULT_ADDR)
+}
 
 /// The debug routes, as a hyper service. Cheap to clone.
 ///
@@ -143,6 +163,40 @@ impl Debug {
     pub fn attach(self, group: &mut Group) -> Self {
         group.observe(self.inner.status.clone());
         self
+    }
+
+    /// Adds the debug server to `group`: these routes, [attached](Debug::attach)
+    /// to it, served by `server` on `addr` as the member `"debug"` in
+    /// [`Stage::LAST`], so that it stops after every other member has
+    /// ended: `/readyz` answers 503 and `/debug/group` shows the drain for
+    /// as long as the others drain. Think twice before an address other
+    /// than loopback: profiles reveal internals.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use allstop::debug::Debug;
+    /// use allstop::http::Server;
+    /// use allstop::tokio::Tokio;
+    ///
+    /// let mut group = allstop::Group::on(Tokio::new());
+    /// let debug = Debug::new()
+    ///     .max_seconds(60)
+    ///     .add_to(&mut group, Server::on(Tokio::new()), "127.0.0.1:0".parse().unwrap());
+    /// assert_eq!(group.len(), 1);
+    /// assert!(debug.status().members().is_empty());
+    /// # }
+    /// ```
+    pub fn add_to<R: HttpRuntime>(
+        self,
+        group: &mut Group,
+        server: Server<R>,
+        addr: SocketAddr,
+    ) -> Self {
+        let debug = self.attach(group);
+        group.in_stage(Stage::LAST, |group| {
+            group.add("debug", server.serve_on(addr, debug.clone()));
+        });
+        debug
     }
 
     async fn respond(

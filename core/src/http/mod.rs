@@ -168,32 +168,61 @@ impl std::error::Error for ServeError {
     }
 }
 
-/// A graceful HTTP/1 and HTTP/2 server over hyper, parameterized by the
-/// runtime's executor and timer. The adapters build one for you
-/// (`allstop::tokio::http::server()`, `allstop::smol::http::server()`).
+/// What the [`Server`] needs from an async runtime: an executor for its
+/// connections, a timer for its timeouts, and the TCP listener it binds.
+///
+/// The adapters' runtimes implement it (`allstop::tokio::Tokio`,
+/// `allstop::smol::Smol`), so a server is `Server::on(Tokio::new())`, as
+/// a group is `Group::on(Tokio::new())`.
+pub trait HttpRuntime: Send + Sync + 'static {
+    /// Runs the connections and hyper's HTTP/2 streams.
+    type Executor: Executor;
+    /// hyper's timer, for the header-read timeout and HTTP/2 keep-alive.
+    type Timer: Timer + Clone + Send + Sync + 'static;
+    /// The listener [`Server::serve_on`] binds.
+    type Listener: Accept;
+
+    /// The executor connections run on.
+    fn executor(&self) -> Self::Executor;
+    /// The timer for the server's timeouts.
+    fn timer(&self) -> Self::Timer;
+}
+
+/// A graceful HTTP/1 and HTTP/2 server over hyper, on the runtime `R`.
 ///
 /// ```
+/// # #[cfg(feature = "tokio")] {
 /// use allstop::http::Server;
+/// use allstop::tokio::Tokio;
 /// use std::time::Duration;
-/// # fn configure<E: allstop::http::Executor, T: hyper::rt::Timer + Clone + Send + Sync + 'static>(server: Server<E, T>) {
-/// let server = server
+///
+/// let server = Server::on(Tokio::new())
 ///     .header_read_timeout(Duration::from_secs(5))
 ///     .idle_grace(Duration::from_millis(100))
 ///     .drain_timeout(Duration::from_secs(20))
 ///     .backlog(4096);
 /// # }
 /// ```
-#[derive(Clone)]
-pub struct Server<E, T> {
-    executor: E,
-    timer: T,
+pub struct Server<R: HttpRuntime> {
+    executor: R::Executor,
+    timer: R::Timer,
     header_read_timeout: Option<Duration>,
     idle_grace: Duration,
     drain_timeout: Option<Duration>,
     backlog: u32,
 }
 
-impl<E, T> fmt::Debug for Server<E, T> {
+impl<R: HttpRuntime> Clone for Server<R> {
+    fn clone(&self) -> Self {
+        Server {
+            executor: self.executor.clone(),
+            timer: self.timer.clone(),
+            ..*self
+        }
+    }
+}
+
+impl<R: HttpRuntime> fmt::Debug for Server<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("header_read_timeout", &self.header_read_timeout)
@@ -204,17 +233,19 @@ impl<E, T> fmt::Debug for Server<E, T> {
     }
 }
 
-impl<E, T> Server<E, T>
-where
-    E: Executor,
-    T: Timer + Clone + Send + Sync + 'static,
-{
-    /// A server that runs its connections on `executor` and its timeouts on
-    /// `timer`, with the default settings.
-    pub fn new(executor: E, timer: T) -> Self {
+impl<R: HttpRuntime> Server<R> {
+    /// A server with the default settings, its connections and timeouts on
+    /// `runtime`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "smol")] {
+    /// let server = allstop::http::Server::on(allstop::smol::Smol::new());
+    /// # }
+    /// ```
+    pub fn on(runtime: R) -> Self {
         Server {
-            executor,
-            timer,
+            executor: runtime.executor(),
+            timer: runtime.timer(),
             header_read_timeout: Some(Duration::from_secs(10)),
             idle_grace: Duration::from_millis(250),
             drain_timeout: None,
@@ -259,7 +290,7 @@ where
         self
     }
 
-    fn builder(&self) -> auto::Builder<E> {
+    fn builder(&self) -> auto::Builder<R::Executor> {
         let mut builder = auto::Builder::new(self.executor.clone());
         builder
             .http1()
@@ -269,17 +300,33 @@ where
         builder
     }
 
-    /// A member that binds a listener of type `L` to `addr` and serves
+    /// A member that binds the runtime's listener to `addr` and serves
     /// `service` on it. A bind failure is the member's error, naming the
-    /// address. The adapters' `serve_on` is this, with their listener.
-    pub fn serve_on<L: Accept, M>(
+    /// address.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")]
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use allstop::http::Server;
+    /// use allstop::tokio::Tokio;
+    ///
+    /// let hello = hyper::service::service_fn(|_req| async {
+    ///     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
+    /// });
+    /// let mut group = allstop::Group::on(Tokio::new());
+    /// group.add("app", Server::on(Tokio::new()).serve_on("127.0.0.1:0".parse().unwrap(), hello));
+    /// group.stop_handle().stop("done");
+    /// assert!(group.run().await.is_success());
+    /// # });
+    /// ```
+    pub fn serve_on<M>(
         self,
         addr: SocketAddr,
         service: impl IntoHttpService<M>,
     ) -> impl FnOnce(Stop) -> Serving + Send + 'static {
         move |stop: Stop| -> Serving {
             Box::pin(async move {
-                let listener = bind_with_backlog::<L>(addr, self.backlog).await?;
+                let listener = bind_with_backlog::<R::Listener>(addr, self.backlog).await?;
                 self.serve(listener, service, stop).await
             })
         }
