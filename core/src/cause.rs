@@ -1,6 +1,8 @@
-//! Why a group stopped, and how the member that stopped it finished.
+//! Why a group stopped, and how a member ended, in words.
 
 use std::fmt;
+
+use crate::report::{ErrorChain, Outcome};
 
 /// Why a group stopped.
 ///
@@ -26,8 +28,8 @@ pub enum Cause {
     Finished {
         /// The member's name.
         member: String,
-        /// How it finished.
-        how: Finish,
+        /// How it ended.
+        exit: Exit,
     },
     /// [`StopHandle::stop`](crate::StopHandle::stop) was called, for the reason given there.
     Requested(String),
@@ -35,33 +37,49 @@ pub enum Cause {
     Parent(Box<Cause>),
 }
 
-/// How the member that caused a stop finished (see [`Cause::Finished`]).
+/// How a member ended, in words: what a [`Cause`] and a
+/// [`Status`](crate::Status) keep of its [`Outcome`]. It is `Clone` and
+/// comparable, as the outcome (which holds the error itself) is not; the
+/// error value is in the outcome, in the report.
 ///
-/// This is a summary for the cause: the member's own error value is in its
-/// [`Outcome`](crate::Outcome) in the report.
+/// It reads as the outcome reads:
 ///
 /// ```
-/// use allstop::Finish;
+/// use allstop::Exit;
 ///
-/// assert_eq!(Finish::Failed("boom".into()).to_string(), "failed: boom");
+/// assert_eq!(Exit::Failed("boom".into()).to_string(), "failed: boom");
+/// assert_eq!(Exit::Ok.to_string(), "ok");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Finish {
+pub enum Exit {
     /// It returned `Ok(())`.
     Ok,
-    /// It returned an error; the error's message.
+    /// It returned an error; the error's message, with its sources.
     Failed(String),
     /// It panicked; the panic's message.
     Panicked(String),
 }
 
-impl fmt::Display for Finish {
+impl Exit {
+    /// The words for `outcome`. A cancelled member did not exit by itself:
+    /// `Ok` here, its reason being in its own state.
+    pub(crate) fn of(outcome: &Outcome) -> Exit {
+        match outcome {
+            Outcome::Ok | Outcome::Cancelled(_) => Exit::Ok,
+            // `ErrorChain` catches a `Display` that panics.
+            Outcome::Err(error) => Exit::Failed(ErrorChain(&**error).to_string()),
+            Outcome::Panicked(message) => Exit::Panicked(message.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Finish::Ok => f.write_str("finished"),
-            Finish::Failed(error) => write!(f, "failed: {error}"),
-            Finish::Panicked(message) => write!(f, "panicked: {message}"),
+            Exit::Ok => f.write_str("ok"),
+            Exit::Failed(error) => write!(f, "failed: {error}"),
+            Exit::Panicked(message) => write!(f, "panicked: {message}"),
         }
     }
 }
@@ -69,7 +87,11 @@ impl fmt::Display for Finish {
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Cause::Finished { member, how } => write!(f, "member {member:?} {how}"),
+            Cause::Finished {
+                member,
+                exit: Exit::Ok,
+            } => write!(f, "member {member:?} finished"),
+            Cause::Finished { member, exit } => write!(f, "member {member:?} {exit}"),
             Cause::Requested(reason) => write!(f, "stop requested: {reason}"),
             Cause::Parent(cause) => write!(f, "parent group stopped: {cause}"),
         }

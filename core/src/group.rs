@@ -53,7 +53,7 @@ use crate::unwind::Guarded;
 /// let report = futures::executor::block_on(group.run());
 /// assert_eq!(
 ///     report.cause(),
-///     Some(&Cause::Finished { member: "migration".into(), how: allstop::Finish::Failed("schema mismatch".into()) })
+///     Some(&Cause::Finished { member: "migration".into(), exit: allstop::Exit::Failed("schema mismatch".into()) })
 /// );
 /// assert!(report.member("server").unwrap().outcome().is_ok());
 /// assert!(!report.is_success());

@@ -62,7 +62,7 @@ mod tracing;
 mod unwind;
 mod waiter;
 
-pub use cause::{Cause, Finish};
+pub use cause::{Cause, Exit};
 pub use error::BoxError;
 pub use group::{Group, Nested, Run};
 pub use observer::{Event, MemberState, MemberStatus, Observer, StageStatus, Status};

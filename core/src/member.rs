@@ -9,15 +9,15 @@ use std::task::{Context, Poll};
 
 use futures::FutureExt;
 
-use crate::cause::{Cause, Finish};
+use crate::cause::{Cause, Exit};
 use crate::error::BoxError;
-use crate::report::{ErrorChain, Outcome};
+use crate::report::Outcome;
 use crate::state::StopState;
 use crate::stop::Stop;
 use crate::unwind::{self, Guarded};
 
 /// A member that has ended: its position and how it ended.
-pub(crate) struct Exit {
+pub(crate) struct Ended {
     pub(crate) index: usize,
     pub(crate) outcome: Outcome,
 }
@@ -99,8 +99,8 @@ impl Member {
 
     /// Drops the member now, as the group cancels it. A panic in its `Drop`
     /// is its outcome: `Some(exit)` then.
-    pub(crate) fn cancel(&mut self) -> Option<Exit> {
-        self.body.drop_now().err().map(|message| Exit {
+    pub(crate) fn cancel(&mut self) -> Option<Ended> {
+        self.body.drop_now().err().map(|message| Ended {
             index: self.index,
             outcome: Outcome::Panicked(message),
         })
@@ -108,15 +108,15 @@ impl Member {
 }
 
 impl Future for Member {
-    type Output = Exit;
+    type Output = Ended;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Exit> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
         let index = self.index;
         match self.body.get_mut() {
             Some(body) => body
                 .as_mut()
                 .poll(cx)
-                .map(|outcome| Exit { index, outcome }),
+                .map(|outcome| Ended { index, outcome }),
             // Cancelled: never polled again by the group.
             None => Poll::Pending,
         }
@@ -127,11 +127,6 @@ impl Future for Member {
 fn begin_stop(state: &StopState, index: usize, name: Cow<'static, str>, outcome: &Outcome) {
     state.broadcast.stop(Some(index), || Cause::Finished {
         member: name.into_owned(),
-        how: match outcome {
-            Outcome::Ok | Outcome::Cancelled(_) => Finish::Ok,
-            // `ErrorChain` catches a `Display` that panics.
-            Outcome::Err(error) => Finish::Failed(ErrorChain(&**error).to_string()),
-            Outcome::Panicked(message) => Finish::Panicked(message.clone()),
-        },
+        exit: Exit::of(outcome),
     });
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::cause::Cause;
+use crate::cause::{Cause, Exit};
 use crate::report::{CancelReason, Outcome, Report};
 use crate::stage::Stage;
 
@@ -156,9 +156,8 @@ pub enum MemberState {
     Running,
     /// Still running, and the group is stopping.
     Stopping,
-    /// Ended on its own; the outcome as text (`"ok"`, `"failed: …"`,
-    /// `"panicked: …"`).
-    Exited(String),
+    /// Ended on its own, so.
+    Exited(Exit),
     /// Cancelled by the group (see [`CancelReason`]).
     Cancelled,
     /// A [restartable member](crate::Group::add_restartable) waiting out
@@ -187,7 +186,7 @@ impl MemberState {
 impl fmt::Display for MemberState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MemberState::Exited(outcome) => write!(f, "exited: {outcome}"),
+            MemberState::Exited(exit) => write!(f, "exited: {exit}"),
             other => f.write_str(other.as_str()),
         }
     }
@@ -310,7 +309,7 @@ struct Slot {
 /// futures::executor::block_on(group.run());
 /// let members = status.members();
 /// assert_eq!(members[0].name, "job");
-/// assert_eq!(members[0].state, MemberState::Exited("ok".into()));
+/// assert_eq!(members[0].state, MemberState::Exited(allstop::Exit::Ok));
 /// assert!(status.cause().is_some());
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -483,7 +482,7 @@ impl Observer for Status {
                 outcome,
             } => {
                 let slot = board.slot(index, name);
-                slot.state = MemberState::Exited(outcome.to_string());
+                slot.state = MemberState::Exited(Exit::of(outcome));
                 slot.ended = Some(now);
             }
             Event::MemberCancelled { index, name, .. } => {

@@ -23,7 +23,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use futures::task::AtomicWaker;
 
 use crate::cause::Cause;
-use crate::member::{Exit, Member};
+use crate::member::{Ended, Member};
 use crate::observer::{Event, Observer};
 use crate::report::{CancelReason, MemberReport, Outcome, Report, Restarts, StageReport};
 use crate::restart::{Notice, Notices};
@@ -82,7 +82,7 @@ impl Entry {
 /// task each on a runtime.
 pub(crate) trait Members {
     /// The next member to end; `None` once every member is gone.
-    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Exit>>;
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>>;
 
     /// Cancels the members still running, once the group's cancel latch is
     /// set: each one the latch woke gets a last poll, then is dropped.
@@ -92,7 +92,7 @@ pub(crate) trait Members {
 pub(crate) struct InTask {
     set: FuturesUnordered<Member>,
     /// Exits found while cancelling, handed out by `poll_exit`.
-    late: VecDeque<Exit>,
+    late: VecDeque<Ended>,
 }
 
 impl InTask {
@@ -105,7 +105,7 @@ impl InTask {
 }
 
 impl Members for InTask {
-    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Exit>> {
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
         match self.late.pop_front() {
             Some(exit) => Poll::Ready(Some(exit)),
             None => self.set.poll_next_unpin(cx),
@@ -135,7 +135,7 @@ impl Members for InTask {
 /// The members spawned as tasks; each reports its exit on a channel.
 pub(crate) struct Spawned<T> {
     // Boxed because the receiver keeps its listener inline and is !Unpin.
-    rx: Pin<Box<async_channel::Receiver<Exit>>>,
+    rx: Pin<Box<async_channel::Receiver<Ended>>>,
     /// Each task's waker, for the cancellation to wake them all: one slot
     /// per member in one allocation, rather than a listener each on the
     /// group's event (an allocation, and that event's lock, per member).
@@ -177,7 +177,7 @@ impl<T> Spawned<T> {
 }
 
 impl<T> Members for Spawned<T> {
-    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Exit>> {
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
         // The channel closes when the last task's sender is gone, and each
         // task drops its member before its sender: `None` means every
         // member future is gone. One wake-up for the group, not a join per
@@ -203,7 +203,7 @@ pub(crate) struct Reporting {
     /// Where this task leaves its waker for the cancellation.
     wakers: Arc<[AtomicWaker]>,
     slot: usize,
-    tx: async_channel::Sender<Exit>,
+    tx: async_channel::Sender<Ended>,
 }
 
 impl Future for Reporting {
@@ -556,7 +556,7 @@ impl<M: Members> RunLoop<M> {
 
     /// Enters one exit. Only the exit of the member that began the stop may
     /// reach the observers before the stop does.
-    fn record(&mut self, exit: Exit, now: Instant) {
+    fn record(&mut self, exit: Ended, now: Instant) {
         // A restartable member's notices come before its exit.
         self.take_notices(None);
         let trigger = self.state.broadcast.trigger();

@@ -252,7 +252,7 @@ impl StopState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cause::Finish;
+    use crate::cause::Exit;
 
     #[test]
     fn first_stop_wins() {
@@ -295,7 +295,7 @@ mod tests {
         let state = StopState::new();
         state.broadcast.stop(Some(3), || Cause::Finished {
             member: "m".into(),
-            how: Finish::Ok,
+            exit: Exit::Ok,
         });
         assert_eq!(state.broadcast.trigger(), Some(3));
         state.request("first request".into());

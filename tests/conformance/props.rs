@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use allstop::{Cause, Finish, Outcome, Stop};
+use allstop::{Cause, Exit, Outcome, Stop};
 use proptest::prelude::*;
 
 use crate::common::{bounded, yield_times, Counter, ManualTimer};
@@ -113,16 +113,16 @@ fn check<M: Mode>(kinds: Vec<Kind>) {
     // The cause is one of the members that could finish on its own, and
     // says how it finished.
     match report.cause() {
-        Some(Cause::Finished { member, how }) => {
+        Some(Cause::Finished { member, exit: how }) => {
             let i: usize = member[1..].parse().unwrap();
             assert!(
                 kinds[i].finishes_alone(),
                 "{member} cannot have finished first"
             );
             let agrees = match (&kinds[i], how) {
-                (Kind::Ok(_), Finish::Ok) => true,
-                (Kind::Err(_), Finish::Failed(m)) => *m == format!("m{i} failed"),
-                (Kind::Panic(_), Finish::Panicked(m)) => *m == format!("m{i} panicked"),
+                (Kind::Ok(_), Exit::Ok) => true,
+                (Kind::Err(_), Exit::Failed(m)) => *m == format!("m{i} failed"),
+                (Kind::Panic(_), Exit::Panicked(m)) => *m == format!("m{i} panicked"),
                 _ => false,
             };
             assert!(agrees, "{member}: {how:?} vs {:?}", kinds[i]);
@@ -155,7 +155,7 @@ proptest! {
 #[derive(Debug, Clone)]
 enum Plan {
     /// Ends on its own after `n` turns: it begins the stop.
-    Finish(usize),
+    Exit(usize),
     /// Waits for its stop, then takes `n` turns.
     Obey(usize),
     /// Restartable, at most `limit` restarts: fails `failures` times after
@@ -165,7 +165,7 @@ enum Plan {
 
 fn plan() -> impl Strategy<Value = (u16, Plan)> {
     let plan = prop_oneof![
-        (0..6usize).prop_map(Plan::Finish),
+        (0..6usize).prop_map(Plan::Exit),
         (0..6usize).prop_map(Plan::Obey),
         (0..4u32, 0..4u32, 0..4usize).prop_map(|(failures, limit, n)| Plan::Flaky {
             failures,
@@ -203,7 +203,7 @@ fn check_staged<M: Mode>(plans: Vec<(u16, Plan)>) {
             }
         };
         match plan {
-            Plan::Finish(n) => group.add(format!("m{i}"), move |_stop: Stop| async move {
+            Plan::Exit(n) => group.add(format!("m{i}"), move |_stop: Stop| async move {
                 yield_times(n).await;
                 finished.lock().unwrap().push((stage, "end"));
                 Ok::<(), String>(())

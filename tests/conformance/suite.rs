@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use allstop::{CancelReason, Cause, Event, Finish, Group, MemberState, Outcome, Status, Stop};
+use allstop::{CancelReason, Cause, Event, Exit, Group, MemberState, Outcome, Status, Stop};
 use futures::task::noop_waker;
 
 use crate::common::{thread_sleep, yield_times, Counter, ManualTimer};
@@ -75,9 +75,9 @@ fn ignores(
     }
 }
 
-fn cause_member(report: &allstop::Report) -> (&str, &Finish) {
+fn cause_member(report: &allstop::Report) -> (&str, &Exit) {
     match report.cause() {
-        Some(Cause::Finished { member, how }) => (member, how),
+        Some(Cause::Finished { member, exit: how }) => (member, how),
         other => panic!("expected a member cause, got {other:?}"),
     }
 }
@@ -92,7 +92,7 @@ conformance! {
         group.add("b", obeys(&drops));
         let report = M::block_on(group.run());
         assert!(report.is_success(), "{report}");
-        assert_eq!(cause_member(&report), ("quits", &Finish::Ok));
+        assert_eq!(cause_member(&report), ("quits", &Exit::Ok));
         assert_eq!(drops.get(), 2);
     }
 }
@@ -107,7 +107,7 @@ conformance! {
         let report = M::block_on(group.run());
         assert_eq!(
             cause_member(&report),
-            ("fails", &Finish::Failed("boom 7".into()))
+            ("fails", &Exit::Failed("boom 7".into()))
         );
         match report.member("fails").unwrap().outcome() {
             Outcome::Err(error) => assert_eq!(error.downcast_ref::<Boom>(), Some(&Boom { code: 7 })),
@@ -147,7 +147,7 @@ conformance! {
         let report = M::block_on(group.run());
         assert_eq!(
             cause_member(&report),
-            ("panics", &Finish::Panicked("member blew up: 3".into()))
+            ("panics", &Exit::Panicked("member blew up: 3".into()))
         );
         assert!(matches!(
             report.member("panics").unwrap().outcome(),
@@ -282,7 +282,7 @@ conformance! {
                 "panicked: while draining"
             ]
         );
-        assert_eq!(cause_member(&report), ("m-trigger", &Finish::Ok));
+        assert_eq!(cause_member(&report), ("m-trigger", &Exit::Ok));
         for member in report.members() {
             assert!(member.ran_for() >= Duration::from_millis(20), "{member:?}");
             assert!(member.ran_for() <= took, "{member:?}");
@@ -464,13 +464,13 @@ conformance! {
         parent.add("quits", |_stop| async { Ok::<(), E>(()) });
         let report = M::block_on(parent.run());
         assert!(report.is_success(), "{report}");
-        assert_eq!(cause_member(&report), ("quits", &Finish::Ok));
+        assert_eq!(cause_member(&report), ("quits", &Exit::Ok));
         assert_eq!(drops.get(), 2);
         assert_eq!(
             child_status.cause(),
             Some(Cause::Parent(Box::new(Cause::Finished {
                 member: "quits".into(),
-                how: Finish::Ok
+                exit: Exit::Ok
             })))
         );
     }
@@ -493,7 +493,7 @@ conformance! {
             cause_member(&report),
             (
                 "child",
-                &Finish::Failed("nested group failed: member \"db\" failed: connection lost".into())
+                &Exit::Failed("nested group failed: member \"db\" failed: connection lost".into())
             )
         );
         let Outcome::Err(error) = report.member("child").unwrap().outcome() else {
@@ -601,7 +601,7 @@ conformance! {
         let report = M::block_on(group.run());
         assert_eq!(
             cause_member(&report),
-            ("trigger", &Finish::Failed("trigger failed".into()))
+            ("trigger", &Exit::Failed("trigger failed".into()))
         );
         assert_eq!(
             report.member("blocked").unwrap().outcome().to_string(),
@@ -621,7 +621,7 @@ conformance! {
             Err::<(), _>(error("late error"))
         });
         let report = M::block_on(group.run());
-        assert_eq!(cause_member(&report), ("clean", &Finish::Ok));
+        assert_eq!(cause_member(&report), ("clean", &Exit::Ok));
         assert_eq!(
             report.member("errs later").unwrap().outcome().to_string(),
             "failed: late error"
@@ -713,7 +713,7 @@ conformance! {
         assert_eq!(panicked, 1);
         assert_eq!(
             cause_member(&report),
-            ("panics", &Finish::Panicked("once".into()))
+            ("panics", &Exit::Panicked("once".into()))
         );
         assert_eq!(report.exit_code(), ExitCode::from(1));
     }
@@ -763,7 +763,7 @@ conformance! {
         group.add("quits", |_stop| async { Ok::<(), E>(()) });
         let report = M::block_on(group.run());
         assert!(report.is_success(), "{report}");
-        assert_eq!(cause_member(&report), ("quits", &Finish::Ok));
+        assert_eq!(cause_member(&report), ("quits", &Exit::Ok));
         assert_eq!(drops.get(), 2);
     }
 }
@@ -819,7 +819,7 @@ conformance! {
         // Spawned, the trigger's result may reach the collector just after the
         // stop it began.
         assert!(
-            [MemberState::Stopping, MemberState::Exited("ok".into())].contains(&members[1].state),
+            [MemberState::Stopping, MemberState::Exited(Exit::Ok)].contains(&members[1].state),
             "{members:?}"
         );
         assert!(watch.is_stopping());
@@ -835,7 +835,7 @@ conformance! {
         );
         assert_eq!(log[4..], ["cancelled hung", "done, 2 members"]);
         let members = status.members();
-        assert_eq!(members[1].state, MemberState::Exited("ok".into()));
+        assert_eq!(members[1].state, MemberState::Exited(Exit::Ok));
         assert_eq!(status.members()[0].state, MemberState::Cancelled);
     }
 }
@@ -915,7 +915,7 @@ conformance! {
         let report = M::block_on(group.run());
         assert_eq!(
             cause_member(&report),
-            ("panics elsewhere", &Finish::Panicked("far away".into()))
+            ("panics elsewhere", &Exit::Panicked("far away".into()))
         );
 
         // Cancelled once it runs: its task is gone when `run` returns.
@@ -1111,7 +1111,7 @@ conformance! {
         assert_eq!(drops.get(), 2);
         let (member, how) = cause_member(&report);
         assert_eq!(member, "bad");
-        assert!(matches!(how, Finish::Failed(m) if m.contains("Display")), "{how:?}");
+        assert!(matches!(how, Exit::Failed(m) if m.contains("Display")), "{how:?}");
         let Outcome::Err(error) = report.member("bad").unwrap().outcome() else {
             panic!("expected the error");
         };

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use allstop::{CancelReason, Cause, Event, Finish, Outcome, Restart, Stage, Stop};
+use allstop::{CancelReason, Cause, Event, Exit, Outcome, Restart, Stage, Stop};
 
 use crate::common::{yield_times, Counter, Gate, ManualTimer};
 
@@ -240,7 +240,7 @@ conformance! {
         assert_eq!(flaky.failures()[0], "failed: attempt 0");
         assert_eq!(
             report.cause(),
-            Some(&Cause::Finished { member: "flaky".into(), how: Finish::Failed("attempt 4".into()) })
+            Some(&Cause::Finished { member: "flaky".into(), exit: Exit::Failed("attempt 4".into()) })
         );
         assert!(report.member("other").unwrap().outcome().is_ok());
         assert!(report.to_string().contains("restarted 4 times, restart limit reached"), "{report}");
@@ -348,7 +348,7 @@ conformance! {
         assert!(nested.failures()[0].contains("inner failed"), "{report}");
         assert_eq!(
             report.cause(),
-            Some(&Cause::Finished { member: "nested".into(), how: Finish::Ok })
+            Some(&Cause::Finished { member: "nested".into(), exit: Exit::Ok })
         );
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use allstop::{Cause, Finish, Group, Outcome, Report, Stop};
+use allstop::{Cause, Exit, Group, Outcome, Report, Stop};
 
 use crate::client::Client;
 use crate::common::{Counter, HANG};
@@ -203,7 +203,7 @@ pub fn port_in_use_fails_naming_the_address<N: Net>() {
     let report = N::block_on(group.run());
     let Some(Cause::Finished {
         member,
-        how: Finish::Failed(message),
+        exit: Exit::Failed(message),
     }) = report.cause()
     else {
         panic!("{report}");

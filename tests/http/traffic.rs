@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use allstop::{Cause, Finish, Outcome};
+use allstop::{Cause, Exit, Outcome};
 
 use crate::cases::{bound, serving, start, wait_refused};
 use crate::client::Client;
@@ -234,7 +234,7 @@ pub fn a_failing_listener_ends_its_handlers_and_the_group<N: Net>() {
     let report = run.join().unwrap();
     let Some(Cause::Finished {
         member,
-        how: Finish::Failed(message),
+        exit: Exit::Failed(message),
     }) = report.cause()
     else {
         panic!("{report}");

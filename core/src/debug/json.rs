@@ -46,7 +46,7 @@ pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> St
         string(&mut out, state);
         out.push_str(",\"outcome\":");
         match &member.state {
-            MemberState::Exited(outcome) => string(&mut out, outcome),
+            MemberState::Exited(exit) => string(&mut out, &exit.to_string()),
             MemberState::Cancelled => string(&mut out, "cancelled"),
             _ => out.push_str("null"),
         }
