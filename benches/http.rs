@@ -75,6 +75,10 @@ pub fn serve(kind: &str, port: u16) {
         "axum Router on allstop (tokio)" => axum_on_allstop(addr),
         "axum Router on axum::serve" => axum_serve(addr),
         "debug server on tokio" => debug_server(addr),
+        "debug server on tokio, a core busy" => {
+            std::thread::spawn(burn_a_core);
+            debug_server(addr)
+        }
         other => panic!("unknown server {other:?}"),
     }
 }
@@ -178,6 +182,18 @@ fn debug_server(addr: SocketAddr) {
     assert!(report.is_success(), "{report}");
 }
 
+/// Keeps a core busy for the process's life, so a profile has samples and
+/// names them.
+#[inline(never)]
+fn burn_a_core() {
+    let mut x = 0u64;
+    loop {
+        for i in 0..10_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+    }
+}
+
 /// A process's memory, from `/proc/PID/status`, in KiB.
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
@@ -218,10 +234,14 @@ pub fn fetch(addr: SocketAddr, path: &str) -> usize {
     answer.len()
 }
 
-/// The debug server's memory: idle, at the peak of a one-second CPU
-/// profile, after it, and after two more.
-pub fn profile_memory() -> [Memory; 4] {
-    let server = Server::start("debug server on tokio");
+/// The debug server's memory: before, at the peak of a one-second CPU
+/// profile, after it, and after two more; with a core busy or not.
+pub fn profile_memory(busy: bool) -> [Memory; 4] {
+    let server = Server::start(if busy {
+        "debug server on tokio, a core busy"
+    } else {
+        "debug server on tokio"
+    });
     let pid = server.child.id();
     let idle = memory(pid);
     fetch(server.addr, "/debug/pprof/profile?seconds=1");

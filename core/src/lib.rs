@@ -33,7 +33,9 @@
 //! assert!(report.is_success());
 //! println!("{report}");
 //! ```
-#![forbid(unsafe_code)]
+// No `unsafe` but in one module, the CPU sampler's signal handler
+// (`debug::sampler`), which allows it with a safety argument for each block.
+#![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -17,7 +17,7 @@ use crate::client::{Client, Response};
 use crate::common::{Counter, Gate, ManualTimer, HANG};
 use crate::net::{Config, Net};
 
-/// pprof-rs has one profiler per process: tests that profile take turns.
+/// One profiler per process: tests that profile take turns.
 static PROFILER: Mutex<()> = Mutex::new(());
 
 fn profiler_turn() -> std::sync::MutexGuard<'static, ()> {
@@ -94,6 +94,25 @@ fn assert_cpu_profile(response: &Response, busy: bool) {
         assert!(
             !profile.sample.is_empty(),
             "a profile of a busy process has samples"
+        );
+        // The busy function is named, demangled, in a sample's frames.
+        let named = profile
+            .sample
+            .iter()
+            .flat_map(|s| &s.location_id)
+            .any(|id| {
+                let location = profile.location.iter().find(|l| l.id == *id).unwrap();
+                location.line.iter().any(|line| {
+                    let function = profile.function.iter().find(|f| f.id == line.function_id);
+                    function.is_some_and(|f| {
+                        profile.string_table[f.name as usize].contains("debug_cases::burn")
+                    })
+                })
+            });
+        assert!(
+            named,
+            "no sample names the busy function: {:?}",
+            profile.string_table
         );
     }
     assert!(profile.duration_nanos > 0);

@@ -1,15 +1,23 @@
-//! Taking one CPU profile with pprof-rs, off the async threads.
+//! Taking one CPU profile, off the async threads: with our own sampler on
+//! Linux (x86-64 and AArch64), with pprof-rs's elsewhere; encoded with
+//! pprof-rs's report types either way.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pprof::protos::Message;
 
-/// Whether a profile is running anywhere in this process. pprof-rs drives a
-/// single process-wide profiler (one `SIGPROF` timer), so the lock is
-/// process-wide too, not per server.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+use super::stacks::collect;
+
+/// Whether a profile is running anywhere in this process. A profiler is
+/// process-wide (one `SIGPROF` timer), so the lock is process-wide too, not
+/// per server.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// Whether a profile is running in this process now.
@@ -46,10 +54,6 @@ pub(crate) enum Format {
     Flamegraph,
 }
 
-/// Frames from these libraries are left out of the samples: unwinding
-/// through them from a signal handler is unsafe or useless.
-const BLOCKLIST: [&str; 4] = ["libc", "libgcc", "pthread", "vdso"];
-
 /// Profiles the process for `seconds` or until `cancel` says otherwise (a
 /// message, or its sender dropped), then encodes the report. Blocking: run
 /// it on a thread of its own.
@@ -59,19 +63,67 @@ pub(crate) fn run(
     format: Format,
     cancel: mpsc::Receiver<()>,
 ) -> Result<Vec<u8>, String> {
+    let encoded = collect(seconds, frequency, &cancel).and_then(|report| encode(&report, format));
+    // The report is gone: give back what it took.
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    super::sampler::give_back_freed_memory();
+    encoded
+}
+
+/// Waits for `seconds` or `cancel`, calling `tick` at least every `every`.
+pub(crate) fn wait(
+    seconds: u64,
+    cancel: &mpsc::Receiver<()>,
+    every: Duration,
+    mut tick: impl FnMut(),
+) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match cancel.recv_timeout(left.min(every)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => tick(),
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Frames from these libraries are left out of the samples: unwinding
+/// through them from a signal handler is unsafe or useless.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+const BLOCKLIST: [&str; 4] = ["libc", "libgcc", "pthread", "vdso"];
+
+/// Samples with pprof-rs, where our sampler does not run.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn collect(
+    seconds: u64,
+    frequency: i32,
+    cancel: &mpsc::Receiver<()>,
+) -> Result<pprof::Report, String> {
     let guard = pprof::ProfilerGuardBuilder::default()
         .frequency(frequency)
         .blocklist(&BLOCKLIST)
         .build()
         .map_err(|error| format!("cannot start the profiler: {error}"))?;
     // Ends on the deadline, on a stop, or when the request goes away.
-    let _ = cancel.recv_timeout(Duration::from_secs(seconds));
+    wait(seconds, cancel, Duration::from_secs(seconds), || {});
     let report = guard
         .report()
         .build()
         .map_err(|error| format!("cannot build the profile: {error}"))?;
     drop(guard);
-    encode(&report, format)
+    Ok(report)
 }
 
 /// What an empty profile says, to `go tool pprof -comments` and in the SVG.
