@@ -626,20 +626,24 @@ impl<M: Members> RunLoop<M> {
         let finished = Instant::now();
         let (cancelled_at, reason) = self.cancelled.unwrap_or((finished, CancelReason::Runtime));
         let ran_for = cancelled_at.saturating_duration_since(self.started);
-        let mut members = Vec::with_capacity(self.entries.len());
-        for (index, entry) in mem::take(&mut self.entries).into_iter().enumerate() {
-            let (outcome, ran_for) = match entry.ended {
-                Some(ended) => ended,
-                None => (self.dismiss_or_cancel(index, &entry, reason), ran_for),
-            };
-            members.push(MemberReport {
-                name: entry.name,
-                stage: entry.stage,
-                restarts: entry.restarts,
-                outcome,
-                ran_for,
-            });
-        }
+        // Collected in place: the report's lines reuse the entries' memory.
+        let members = mem::take(&mut self.entries)
+            .into_iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let (outcome, ran_for) = match entry.ended {
+                    Some(ended) => ended,
+                    None => (self.dismiss_or_cancel(index, &entry, reason), ran_for),
+                };
+                MemberReport {
+                    name: entry.name,
+                    stage: entry.stage,
+                    restarts: entry.restarts,
+                    outcome,
+                    ran_for,
+                }
+            })
+            .collect();
         self.state.broadcast.end();
         self.stages.end();
         let report = Report {
@@ -709,5 +713,19 @@ fn cancel_reason(state: &StopState, parent: Option<&Stop>) -> Option<CancelReaso
         Some(CancelReason::Parent)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn sizes() {
+        eprintln!(
+            "Entry {} MemberReport {} Member {} Outcome {}",
+            std::mem::size_of::<super::Entry>(),
+            std::mem::size_of::<crate::report::MemberReport>(),
+            std::mem::size_of::<crate::member::Member>(),
+            std::mem::size_of::<crate::report::Outcome>()
+        );
     }
 }

@@ -35,6 +35,8 @@ macro_rules! http_tests {
             idle_http2_connection_closes_without_a_ping_answer,
             a_failing_listener_ends_its_handlers_and_the_group,
             an_http2_connection_found_out_during_the_drain_gets_goaway,
+            the_header_read_timeout_runs_from_each_http1_response,
+            an_idle_http2_connection_outlives_the_header_read_timeout,
         );
         instantiate!(services, $net;
             a_websocket_closes_with_going_away_at_the_stop,

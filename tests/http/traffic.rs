@@ -187,6 +187,77 @@ pub fn silent_and_preface_only_connections_are_cut<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
+// On HTTP/1 the header-read timeout runs again from the end of each
+// response: a request in flight longer than the timeout is answered, but a
+// keep-alive client that then sends its next head too slowly, or nothing at
+// all, is cut; the server serves others meanwhile.
+pub fn the_header_read_timeout_runs_from_each_http1_response<N: Net>() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let app = App::new();
+    let config = Config {
+        header_read_timeout: Some(TIMEOUT),
+        ..Config::default()
+    };
+    let (group, addr) = serving::<N>(&app, config);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut slow_head = Client::connect(addr).unwrap();
+    let mut silent = Client::connect(addr).unwrap();
+    assert_eq!(silent.get("/").unwrap().text(), "hello");
+    slow_head.send("/slow").unwrap();
+    app.entered.wait_for(1);
+    // In flight for twice the timeout: the deadline is for heads only.
+    thread::sleep(TIMEOUT * 2);
+    app.gate.open();
+    assert_eq!(slow_head.read().unwrap().text(), "slow done");
+    // The next head, begun and never finished; and no head at all.
+    slow_head
+        .stream()
+        .write_all(b"GET / HTTP/1.1\r\nHost: te")
+        .unwrap();
+    assert!(
+        slow_head.closed_by_server(),
+        "a slow second head was never cut"
+    );
+    assert!(
+        silent.closed_by_server(),
+        "an idle keep-alive connection was never cut"
+    );
+    assert_eq!(
+        Client::connect(addr).unwrap().get("/").unwrap().text(),
+        "hello"
+    );
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
+// An HTTP/2 connection that has made a request has no request heads to
+// wait for: idle for longer than the header-read timeout, it stays open and
+// serves its next stream.
+pub fn an_idle_http2_connection_outlives_the_header_read_timeout<N: Net>() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let app = App::new();
+    let config = Config {
+        header_read_timeout: Some(TIMEOUT),
+        ..Config::default()
+    };
+    let (group, addr) = serving::<N>(&app, config);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = H2::connect(addr).unwrap();
+    client.get(1).unwrap();
+    client.read_response(1).unwrap();
+    // Idle for three times the timeout.
+    thread::sleep(TIMEOUT * 3);
+    client.get(3).unwrap();
+    let response = client.read_response(3).unwrap();
+    assert!(response
+        .iter()
+        .any(|f| f.kind == h2raw::DATA && f.payload == b"hello"));
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
 // An HTTP/2 client that made a request, then sits idle and never answers
 // the PING that comes with the GOAWAY, does not hold the drain: the
 // connection closes within the idle grace, and the server ends well before

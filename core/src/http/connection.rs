@@ -13,9 +13,13 @@
 //! dropped once idle for the idle grace: a client that does not answer the
 //! PING hyper sends with the GOAWAY cannot hold them open.
 //!
-//! Every connection has a deadline from accept to its first request, so a
-//! client that connects and sends nothing (or only the HTTP/2 preface)
-//! cannot hold a file descriptor for ever. An upgraded connection
+//! Every connection has a deadline for its next request head: from accept
+//! to its first request, so that a client that connects and sends nothing
+//! (or only the HTTP/2 preface) cannot hold a file descriptor for ever, and
+//! on HTTP/1 from the end of each response to the next head. It is one
+//! timer per connection, looked at when it rings (a request in flight, or
+//! a connection idle for less than the timeout, re-arms it), rather than
+//! hyper's timer armed and cancelled for every request head. An upgraded connection
 //! (WebSocket) outlives its HTTP connection: its IO keeps it counted until
 //! the handler drops it, and is cut when the drain is forced.
 
@@ -402,16 +406,24 @@ enum Step {
     Drop,
 }
 
+/// The deadline for a connection's next request head (see the module
+/// docs): `sleep` rings at the earliest moment it can have passed.
+struct HeadDeadline {
+    timeout: Duration,
+    sleep: Pin<Box<dyn Sleep>>,
+}
+
 /// What a connection's task watches besides hyper's connection future:
-/// the first-request deadline, the drain and its phase, the force.
+/// the request-head deadline, the drain and its phase, the force.
 struct Watch<T: Timer> {
     state: Arc<ConnState>,
     timer: T,
     idle_grace: Duration,
     forced: Arc<Latch>,
     phase: Phase,
-    /// The first-request deadline, until a request arrives.
-    unused: Option<Pin<Box<dyn Sleep>>>,
+    /// The next request head's deadline; gone once the connection is
+    /// HTTP/2 with a request, or upgraded.
+    head: Option<HeadDeadline>,
     /// The drain's current sleep (see [`Next::Sleep`]).
     sleep: Option<Pin<Box<dyn Sleep>>>,
     closing_waiter: Waiter,
@@ -421,7 +433,7 @@ struct Watch<T: Timer> {
 
 impl<T: Timer> Watch<T> {
     fn step(&mut self, cx: &mut Context<'_>) -> Step {
-        if self.forced.is_set() || self.unused_expired(cx) {
+        if self.forced.is_set() || self.head_expired(cx) {
             return Step::Drop;
         }
         if let Phase::Serving = self.phase {
@@ -452,19 +464,34 @@ impl<T: Timer> Watch<T> {
         self.state.h2.load(Ordering::Relaxed)
     }
 
-    /// Whether the connection has gone the whole first-request deadline
-    /// without a request: a silent client, or one that sent only part of a
-    /// request head or the HTTP/2 preface.
-    fn unused_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = &mut self.unused else {
+    /// Whether the connection has waited the whole timeout for a request
+    /// head: a silent client, one that sent only part of a head or the
+    /// HTTP/2 preface, or an HTTP/1 client idle since its last response.
+    /// When the timer rings early (a request came meanwhile), it is set
+    /// again for the earliest moment the deadline can pass.
+    fn head_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(head) = &mut self.head else {
             return false;
         };
-        // Relaxed: a hint, re-read on every wake.
-        if self.state.used.load(Ordering::Relaxed) {
-            self.unused = None;
-            return false;
+        while head.sleep.as_mut().poll(cx).is_ready() {
+            let state = &self.state;
+            // Relaxed: hints, re-read on every wake. HTTP/2 streams and
+            // upgraded connections have no request heads to wait for.
+            let h2 = state.h2.load(Ordering::Relaxed) && state.used.load(Ordering::Relaxed);
+            if h2 || state.upgraded.load(Ordering::Relaxed) {
+                self.head = None;
+                return false;
+            }
+            let now = Instant::now();
+            let left = match state.idle_for(now) {
+                // A request in flight: its end starts the wait again.
+                None => head.timeout,
+                Some(idle) if idle >= head.timeout => return true,
+                Some(idle) => head.timeout - idle,
+            };
+            self.timer.reset(&mut head.sleep, now + left);
         }
-        deadline.as_mut().poll(cx).is_ready()
+        false
     }
 
     /// The drain began: HTTP/2 gets its GOAWAY at once (streams in flight
@@ -511,13 +538,14 @@ impl<T: Timer> Watch<T> {
 
 /// Serves one connection until it closes, drains it once the server's
 /// drain begins, and drops it when `forced` is set. A connection that has
-/// not sent its first request within `first_request` is dropped.
+/// not sent a request head within `head_timeout` of its accept, or (HTTP/1)
+/// of its last response, is dropped.
 pub(crate) async fn serve_connection<I, S, E, T>(
     io: TrackedIo<I>,
     service: Wrapped<S>,
     builder: Arc<auto::Builder<E>>,
     timer: T,
-    first_request: Option<Duration>,
+    head_timeout: Option<Duration>,
     idle_grace: Duration,
     forced: Arc<Latch>,
 ) where
@@ -528,7 +556,10 @@ pub(crate) async fn serve_connection<I, S, E, T>(
 {
     let mut watch = Watch {
         state: service.conn.clone(),
-        unused: first_request.map(|timeout| timer.sleep(timeout)),
+        head: head_timeout.map(|timeout| HeadDeadline {
+            timeout,
+            sleep: timer.sleep(timeout),
+        }),
         timer,
         idle_grace,
         forced,

@@ -254,13 +254,15 @@ impl<R: HttpRuntime> Server<R> {
     }
 
     /// How long a client may take from connecting to sending its first
-    /// complete request head, and to send each later HTTP/1 request head,
-    /// before the connection is closed. Default 10 s (Go's
-    /// `ReadHeaderTimeout` is the same idea).
+    /// complete request head and, on HTTP/1, from the end of each response
+    /// to the next complete head, before the connection is closed: so an
+    /// HTTP/1 keep-alive connection idle that long is closed, as hyper's
+    /// own header-read timeout does. Default 10 s (Go's `ReadHeaderTimeout`
+    /// and `IdleTimeout` together). It costs one timer per connection, set
+    /// again only when it rings, not one per request.
     ///
-    /// `None` turns it off, which saves a timer per request but lets a
-    /// client that sends nothing hold a connection (and a file descriptor)
-    /// until the stop.
+    /// `None` turns it off, which lets a client that sends nothing hold a
+    /// connection (and a file descriptor) until the stop.
     pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.header_read_timeout = timeout.into();
         self
@@ -295,7 +297,9 @@ impl<R: HttpRuntime> Server<R> {
         builder
             .http1()
             .timer(self.timer.clone())
-            .header_read_timeout(self.header_read_timeout);
+            // The connection keeps the head deadline itself, with one timer
+            // (see `connection`): hyper's arms one per request head.
+            .header_read_timeout(None);
         builder.http2().timer(self.timer.clone());
         builder
     }
