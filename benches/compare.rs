@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench -p allstop-benches            # everything (about 4 minutes)
 //! cargo bench -p allstop-benches -- --quick # fewer rounds
-//! cargo bench -p allstop-benches -- --only group|http|drain|profile
+//! cargo bench -p allstop-benches -- --only group|http|allocations|drain|profile
 //! ```
 //!
 //! Every measurement runs in a process of its own (this binary, re-run with
@@ -11,12 +11,16 @@
 //! by round, so machine drift spreads over all of them. Tables of medians
 //! and ratios go to stdout, in Markdown.
 
+mod alloc;
 mod group;
 mod http;
 
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,7 +37,11 @@ fn main() {
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--server") {
+        if std::env::var_os("ALLSTOP_COUNT_ALLOCATIONS").is_some() {
+            alloc::start();
+        }
         http::serve(&args[i + 1], args[i + 2].parse().unwrap());
+        println!("allocations {}", alloc::count());
         return;
     }
 
@@ -62,6 +70,9 @@ fn main() {
     }
     if wants("http") {
         http_table(if quick { 1 } else { 3 }, if quick { 3 } else { 5 });
+    }
+    if wants("allocations") {
+        allocations_table();
     }
     if wants("drain") {
         drain_table(if quick { 1 } else { 3 });
@@ -232,6 +243,25 @@ fn http_table(rounds: usize, secs: u64) {
             "| {kind} | {ours:.0} | {vs_bare} | {:.2}× |",
             ours / rate("allstop on tokio")
         );
+    }
+    println!();
+}
+
+fn allocations_table() {
+    println!("## Allocations per request, one keep-alive connection (counting allocator)\n");
+    println!("The servers' allocations over {} sequential `GET /` on one connection, less those over {}, divided by the difference: what each further request costs, the connection's own costs left out. Deterministic: one run.\n", http::MANY, http::FEW);
+    println!("| server | allocations per request | ÷ bare server, same runtime |");
+    println!("|---|---:|---:|");
+    let counts: HashMap<&str, f64> = http::SERVERS
+        .iter()
+        .map(|&kind| (kind, http::allocations_per_request(kind)))
+        .collect();
+    for kind in http::SERVERS {
+        let ours = counts[kind];
+        let vs_bare = http::baseline_of(kind)
+            .map(|bare| format!("{:+.1}", ours - counts[bare]))
+            .unwrap_or_else(|| "baseline".into());
+        println!("| {kind} | {ours:.1} | {vs_bare} |");
     }
     println!();
 }

@@ -367,6 +367,52 @@ fn bare_smol(addr: SocketAddr) {
     });
 }
 
+/// The requests of the allocation count's two runs.
+pub const FEW: u64 = 1000;
+pub const MANY: u64 = 5000;
+
+/// What one more `GET /` on a keep-alive connection allocates in server
+/// `kind`: the difference between two runs, so that starting, the
+/// connection and stopping cancel out.
+pub fn allocations_per_request(kind: &str) -> f64 {
+    let [few, many] = [FEW, MANY].map(|requests| {
+        let server = Server::start_with(kind, &[("ALLSTOP_COUNT_ALLOCATIONS", "1")]);
+        get_many(server.addr, requests);
+        server.stop_and_count().1
+    });
+    (many as f64 - few as f64) / (MANY - FEW) as f64
+}
+
+/// `requests` sequential `GET /` on one connection, each answer read whole.
+fn get_many(addr: SocketAddr, requests: u64) {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for _ in 0..requests {
+        writer
+            .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+    }
+}
+
 /// A server child process.
 pub struct Server {
     child: Child,
@@ -375,6 +421,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(kind: &str) -> Server {
+        Server::start_with(kind, &[])
+    }
+
+    /// As `start`, with more environment variables.
+    pub fn start_with(kind: &str, env: &[(&str, &str)]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -384,6 +435,7 @@ impl Server {
             .args(["--server", kind, &port.to_string()])
             // smol's global executor: as many threads as tokio's workers.
             .env("SMOL_THREADS", "2")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -400,7 +452,13 @@ impl Server {
     }
 
     /// SIGTERM, then the server's `stop_to_exit_us`.
-    pub fn stop(mut self) -> Duration {
+    pub fn stop(self) -> Duration {
+        self.stop_and_count().0
+    }
+
+    /// SIGTERM, then the server's `stop_to_exit_us` and its allocations
+    /// (counted when `ALLSTOP_COUNT_ALLOCATIONS` was set).
+    pub fn stop_and_count(mut self) -> (Duration, u64) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -416,7 +474,12 @@ impl Server {
             .find_map(|line| line.strip_prefix("stop_to_exit_us "))
             .and_then(|us| us.parse().ok())
             .expect("stop_to_exit_us");
-        Duration::from_micros(micros)
+        let allocations = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("allocations "))
+            .and_then(|count| count.parse().ok())
+            .expect("allocations");
+        (Duration::from_micros(micros), allocations)
     }
 }
 

@@ -122,26 +122,30 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as in flight until hyper
-/// drops it, which is after its last byte is written.
-struct Tracked<B> {
-    body: B,
-    _in_flight: InFlight,
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until
+    /// hyper drops it, which is after its last byte is written. Holds the
+    /// service's body in place: boxed once, with it, as hyper's body.
+    struct Tracked<B> {
+        #[pin]
+        body: B,
+        in_flight: InFlight,
+    }
 }
 
 impl<B> Body for Tracked<B>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.body).poll_frame(cx).map_err(Into::into)
+        self.project().body.poll_frame(cx).map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -197,13 +201,7 @@ impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
             if head_on_h2 {
                 return Ok(without_body(response, in_flight));
             }
-            Ok(response.map(|body| {
-                Tracked {
-                    body: Box::pin(body),
-                    _in_flight: in_flight,
-                }
-                .boxed_unsync()
-            }))
+            Ok(response.map(|body| Tracked { body, in_flight }.boxed_unsync()))
         })
     }
 }
@@ -219,8 +217,8 @@ fn without_body<B: Body>(response: Response<B>, in_flight: InFlight) -> Response
             .or_insert_with(|| HeaderValue::from(length));
     }
     let empty = Tracked {
-        body: Box::pin(http_body_util::Empty::<Bytes>::new().map_err(BoxError::from)),
-        _in_flight: in_flight,
+        body: http_body_util::Empty::<Bytes>::new(),
+        in_flight,
     };
     Response::from_parts(parts, empty.boxed_unsync())
 }
