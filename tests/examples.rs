@@ -410,9 +410,12 @@ fn hello_tokio_serves_heap_and_cpu_profiles_that_go_tool_pprof_reads() {
         let mut program = Program::start("hello_tokio", &[]);
         let directory = std::env::temp_dir().join(format!("allstop-pprof-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
-        for (path, kind) in [
-            ("/debug/pprof/heap", "inuse_space"),
-            ("/debug/pprof/profile?seconds=1", "cpu"),
+        let hello_tokio = binary("hello_tokio");
+        // The heap profile has addresses, looked up in the binary; the CPU
+        // profile has names only (see `pprof_top`).
+        for (path, kind, binary) in [
+            ("/debug/pprof/heap", "inuse_space", Some(&hello_tokio)),
+            ("/debug/pprof/profile?seconds=1", "cpu", None),
         ] {
             let response = get(program.debug, path);
             assert_eq!(
@@ -421,25 +424,128 @@ fn hello_tokio_serves_heap_and_cpu_profiles_that_go_tool_pprof_reads() {
                 "{path}: {}",
                 String::from_utf8_lossy(&response.body)
             );
-            let file = directory.join("profile.pb.gz");
-            std::fs::write(&file, &response.body).unwrap();
-            let output = Command::new(&go)
-                .args(["tool", "pprof", "-top"])
-                .arg(binary("hello_tokio"))
-                .arg(&file)
-                .env("HOME", &directory)
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{path}: {stdout}{stderr}");
-            assert!(
-                stdout.contains(&format!("Type: {kind}")),
-                "{path}: {stdout}{stderr}"
-            );
+            let top = pprof_top(&go, &directory, &response.body, binary);
+            assert!(top.contains(&format!("Type: {kind}")), "{path}: {top}");
         }
         let _ = std::fs::remove_dir_all(&directory);
         program.signal("TERM");
         assert_eq!(program.wait().code(), Some(0), "{}", program.stderr());
     });
+}
+
+/// A CPU profile of hello_tokio taken while clients keep it busy with
+/// requests: `go tool pprof -top` lists functions by name, and among them
+/// functions of tokio, hyper or allstop (the profile carries names only,
+/// no addresses `go tool pprof` could look up itself: the names are the
+/// sampler's own, from the binary's symbol table).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_cpu_profile_of_hello_tokio_under_load_names_its_functions_in_go_tool_pprof() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    common::bounded(|| {
+        let go = common::debian_tool("go", "golang-go");
+        let mut program = Program::start("hello_tokio", &[]);
+        let app = program.app;
+        let done = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        // Clients on keep-alive connections, each sending its next request
+        // as soon as the last is answered.
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (done, answered) = (done.clone(), answered.clone());
+                thread::spawn(move || {
+                    let mut client = Client::connect(app).unwrap();
+                    while !done.load(Ordering::Relaxed) {
+                        assert_eq!(client.get("/").unwrap().status, 200);
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        while answered.load(Ordering::Relaxed) < 100 {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let profile = get(program.debug, "/debug/pprof/profile?seconds=2");
+        done.store(true, Ordering::Relaxed);
+        for client in clients {
+            client.join().unwrap();
+        }
+        assert_eq!(profile.status, 200, "{}", profile.text());
+
+        let directory =
+            std::env::temp_dir().join(format!("allstop-pprof-cpu-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let top = pprof_top(&go, &directory, &profile.body, None);
+        let _ = std::fs::remove_dir_all(&directory);
+        assert!(top.contains("Type: cpu"), "{top}");
+        let functions = top_functions(&top);
+        assert!(
+            functions.iter().any(|function| {
+                ["tokio", "hyper", "allstop"]
+                    .iter()
+                    .any(|ours| function.contains(ours))
+            }),
+            "no function of tokio, hyper or allstop in the profile \
+             ({} requests answered meanwhile):\n{top}",
+            answered.load(Ordering::Relaxed)
+        );
+        program.signal("TERM");
+        assert_eq!(program.wait().code(), Some(0), "{}", program.stderr());
+    });
+}
+
+/// `go tool pprof -top` on `profile` (written into `directory`, also its
+/// HOME), with the `binary` to look its addresses up in, if any: its
+/// output, once it has succeeded.
+///
+/// A CPU profile must be read without the binary: its frames are named
+/// already and carry no address, and given a binary `go tool pprof` looks
+/// them up in it anew and names them all alike (every sample in one
+/// function, "poll_proceed", when this test was written).
+#[cfg(any(feature = "heap", target_os = "linux"))]
+fn pprof_top(
+    go: &str,
+    directory: &std::path::Path,
+    profile: &[u8],
+    binary: Option<&std::path::PathBuf>,
+) -> String {
+    let file = directory.join("profile.pb.gz");
+    std::fs::write(&file, profile).unwrap();
+    let output = Command::new(go)
+        .args(["tool", "pprof", "-top"])
+        .args(binary)
+        .arg(&file)
+        .env("HOME", directory)
+        .output()
+        .unwrap();
+    let top = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{top}");
+    top
+}
+
+/// The function column of `go tool pprof -top`: what follows the five
+/// numbers (flat, flat%, sum%, cum, cum%) on each line after the header.
+#[cfg(target_os = "linux")]
+fn top_functions(top: &str) -> Vec<&str> {
+    top.lines()
+        .skip_while(|line| !line.trim_start().starts_with("flat"))
+        .skip(1)
+        .filter_map(function_column)
+        .collect()
+}
+
+/// What follows the five numbers on one line of `go tool pprof -top`.
+#[cfg(target_os = "linux")]
+fn function_column(line: &str) -> Option<&str> {
+    let mut rest = line.trim_start();
+    for _ in 0..5 {
+        rest = rest.split_once(char::is_whitespace)?.1.trim_start();
+    }
+    Some(rest)
 }

@@ -270,6 +270,73 @@ impl Board {
         &mut self.stages[i]
     }
 
+    /// The member at `index` started, in `stage`: stopping at once if the
+    /// stop has begun.
+    fn started(&mut self, index: usize, name: &str, stage: Stage, now: Instant) {
+        let stopping = self.cause.is_some();
+        self.stage(stage);
+        let slot = self.slot(index, name);
+        slot.stage = stage;
+        slot.started = Some(now);
+        slot.state = if stopping {
+            MemberState::Stopping
+        } else {
+            MemberState::Running
+        };
+    }
+
+    /// The stop began: the first stage's running members are stopping.
+    fn stop_began(&mut self, cause: &Cause, now: Instant) {
+        self.cause = Some(cause.clone());
+        self.stopped = Some(now);
+        self.stopping(None);
+    }
+
+    /// The member at `index` ended with `error` and waits for its restart
+    /// number `restart`, due at `next_attempt`.
+    fn restarting(
+        &mut self,
+        index: usize,
+        name: &str,
+        error: &str,
+        restart: u32,
+        next_attempt: Instant,
+    ) {
+        let slot = self.slot(index, name);
+        slot.state = MemberState::Restarting;
+        slot.restarts = restart;
+        slot.last_error = Some(error.to_owned());
+        slot.next_attempt = Some(next_attempt);
+    }
+
+    /// The member at `index` was started again.
+    fn restarted(&mut self, index: usize, name: &str) {
+        let slot = self.slot(index, name);
+        slot.state = MemberState::Running;
+        slot.next_attempt = None;
+    }
+
+    /// The member at `index` ended (exited or cancelled) in `state`.
+    fn ended(&mut self, index: usize, name: &str, state: MemberState, now: Instant) {
+        let slot = self.slot(index, name);
+        slot.state = state;
+        slot.ended = Some(now);
+    }
+
+    /// Every stage's times, from the group's report.
+    fn stage_times(&mut self, report: &Report) {
+        // The report has every stage's times, a group of one stage
+        // included (which has no stage events).
+        let Some(stopped) = self.stopped else {
+            return;
+        };
+        for stage in report.stages() {
+            let times = self.stage(stage.stage());
+            times.1 = stage.began().map(|d| stopped + d);
+            times.2 = stage.ended().map(|d| stopped + d);
+        }
+    }
+
     /// Marks the running members of `stage` (all of the first stage
     /// present, if `None`) stopping.
     fn stopping(&mut self, stage: Option<Stage>) {
@@ -432,26 +499,11 @@ impl Observer for Status {
         let mut board = self.lock();
         let now = Instant::now();
         match *event {
-            Event::MemberStarted { index, name, stage } => {
-                let stopping = board.cause.is_some();
-                board.stage(stage);
-                let slot = board.slot(index, name);
-                slot.stage = stage;
-                slot.started = Some(now);
-                slot.state = if stopping {
-                    MemberState::Stopping
-                } else {
-                    MemberState::Running
-                };
-            }
+            Event::MemberStarted { index, name, stage } => board.started(index, name, stage, now),
             Event::StopRequested { reason, .. } => {
                 board.requested = Some(reason.to_owned());
             }
-            Event::StopBegan { cause } => {
-                board.cause = Some(cause.clone());
-                board.stopped = Some(now);
-                board.stopping(None);
-            }
+            Event::StopBegan { cause } => board.stop_began(cause, now),
             Event::StageStopping { stage } => {
                 board.stage(stage).1 = Some(now);
                 board.stopping(Some(stage));
@@ -463,44 +515,18 @@ impl Observer for Status {
                 error,
                 restart,
                 delay,
-            } => {
-                let slot = board.slot(index, name);
-                slot.state = MemberState::Restarting;
-                slot.restarts = restart;
-                slot.last_error = Some(error.to_owned());
-                slot.next_attempt = Some(now + delay);
-            }
-            Event::MemberRestarted { index, name, .. } => {
-                let slot = board.slot(index, name);
-                slot.state = MemberState::Running;
-                slot.next_attempt = None;
-            }
+            } => board.restarting(index, name, error, restart, now + delay),
+            Event::MemberRestarted { index, name, .. } => board.restarted(index, name),
             Event::RestartLimitReached { .. } => {}
             Event::MemberExited {
                 index,
                 name,
                 outcome,
-            } => {
-                let slot = board.slot(index, name);
-                slot.state = MemberState::Exited(Exit::of(outcome));
-                slot.ended = Some(now);
-            }
+            } => board.ended(index, name, MemberState::Exited(Exit::of(outcome)), now),
             Event::MemberCancelled { index, name, .. } => {
-                let slot = board.slot(index, name);
-                slot.state = MemberState::Cancelled;
-                slot.ended = Some(now);
+                board.ended(index, name, MemberState::Cancelled, now)
             }
-            Event::GroupDone { report } => {
-                // The report has every stage's times, a group of one stage
-                // included (which has no stage events).
-                if let Some(stopped) = board.stopped {
-                    for stage in report.stages() {
-                        let times = board.stage(stage.stage());
-                        times.1 = stage.began().map(|d| stopped + d);
-                        times.2 = stage.ended().map(|d| stopped + d);
-                    }
-                }
-            }
+            Event::GroupDone { report } => board.stage_times(report),
         }
     }
 }

@@ -493,42 +493,59 @@ impl fmt::Display for Report {
             Some(cause) => write!(f, "group stopped: {cause}")?,
         }
         write!(f, " (drain {})", Millis(self.drain))?;
-        let width = self
-            .members
-            .iter()
-            .map(|m| m.name().len())
-            .max()
-            .unwrap_or(0);
         let staged = self.stages.len() > 1;
+        // A column for the names, and one for the stages when there are
+        // several, each as wide as its widest entry (in characters, as the
+        // formatter pads).
+        let widest =
+            |width: fn(&MemberReport) -> usize| self.members.iter().map(width).max().unwrap_or(0);
+        let name_width = widest(|m| m.name().chars().count());
+        let tag_width = widest(|m| stage_tag(m).chars().count());
         for member in &self.members {
-            write!(f, "\n  {:<width$}  ", member.name())?;
+            write!(f, "\n  {:<name_width$}  ", member.name())?;
             if staged {
-                write!(f, "[stage {}]  ", member.stage)?;
+                write!(f, "{:<tag_width$}  ", stage_tag(member))?;
             }
-            write!(f, "{}  (ran {}", member.outcome, Millis(member.ran_for))?;
-            match member.restarts() {
-                0 => {}
-                1 => f.write_str("; restarted once")?,
-                n => write!(f, "; restarted {n} times")?,
-            }
-            if member.restart_limit_reached() {
-                f.write_str(", restart limit reached")?;
-            }
-            f.write_str(")")?;
+            member_summary(f, member)?;
         }
         if staged {
             for stage in &self.stages {
-                write!(f, "\n  stage {}: ", stage.stage)?;
-                match (stage.began, stage.ended) {
-                    (Some(began), Some(ended)) => {
-                        write!(f, "stopped from +{} to +{}", Millis(began), Millis(ended))?
-                    }
-                    (Some(began), None) => write!(f, "stopped from +{}, cancelled", Millis(began))?,
-                    _ => f.write_str("cancelled before its turn")?,
-                }
+                stage_line(f, stage)?;
             }
         }
         Ok(())
+    }
+}
+
+/// A member's stage, as the report tags it: `[stage 1]`.
+fn stage_tag(member: &MemberReport) -> String {
+    format!("[stage {}]", member.stage)
+}
+
+/// How a member ended, how long it ran and how often it restarted:
+/// `ok  (ran 9039ms; restarted 2 times)`.
+fn member_summary(f: &mut fmt::Formatter<'_>, member: &MemberReport) -> fmt::Result {
+    write!(f, "{}  (ran {}", member.outcome, Millis(member.ran_for))?;
+    match member.restarts() {
+        0 => {}
+        1 => f.write_str("; restarted once")?,
+        n => write!(f, "; restarted {n} times")?,
+    }
+    if member.restart_limit_reached() {
+        f.write_str(", restart limit reached")?;
+    }
+    f.write_str(")")
+}
+
+/// When a stage stopped, on a line of its own.
+fn stage_line(f: &mut fmt::Formatter<'_>, stage: &StageReport) -> fmt::Result {
+    write!(f, "\n  stage {}: ", stage.stage)?;
+    match (stage.began, stage.ended) {
+        (Some(began), Some(ended)) => {
+            write!(f, "stopped from +{} to +{}", Millis(began), Millis(ended))
+        }
+        (Some(began), None) => write!(f, "stopped from +{}, cancelled", Millis(began)),
+        _ => f.write_str("cancelled before its turn"),
     }
 }
 
@@ -636,5 +653,36 @@ mod tests {
         }
         // Its own message is already shown: the chain adds nothing, and ends.
         assert_eq!(ErrorChain(&Loop).to_string(), "loop: …");
+    }
+
+    #[test]
+    fn the_stage_tags_and_the_outcomes_of_a_staged_group_line_up_in_columns() {
+        let waits = |stop: crate::Stop| async move {
+            stop.await;
+            Ok::<(), std::io::Error>(())
+        };
+        let mut group = crate::Group::new();
+        group.add("app", |_stop| async { Ok::<(), std::io::Error>(()) });
+        group.add("a-longer-name", waits);
+        group.stage(Stage::new(1));
+        group.add("café", waits);
+        group.stage(Stage::LAST);
+        group.add("debug", waits);
+        let report = futures::executor::block_on(group.run()).to_string();
+
+        let lines: Vec<&str> = report.lines().filter(|l| l.contains("[stage ")).collect();
+        assert_eq!(lines.len(), 4, "{report}");
+        // Columns in characters, as a terminal shows them.
+        let columns = |text: &str| -> Vec<usize> {
+            let at = |line: &&str| line[..line.find(text).unwrap()].chars().count();
+            lines.iter().map(at).collect()
+        };
+        for text in ["[stage ", "ok  (ran "] {
+            let columns = columns(text);
+            assert!(
+                columns.iter().all(|&c| c == columns[0]),
+                "{text:?} at columns {columns:?}:\n{report}"
+            );
+        }
     }
 }

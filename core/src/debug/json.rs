@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::{MemberState, Status, Stop};
+use crate::{MemberState, MemberStatus, StageStatus, Status, Stop};
 
 /// `{"ready":…,"stopping":…,"profiling":…,"cause":…,"members":[{"name":…,"state":…,"outcome":…,"uptime_ms":…,"stage":…,"restarts":…,"last_error":…,"next_attempt_ms":…}],"stages":[{"stage":…,"began_ms":…,"ended_ms":…}]}`
 ///
@@ -25,7 +25,16 @@ pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> St
         None => out.push_str("null"),
     }
     out.push_str(",\"members\":[");
-    let members = status.members();
+    write_members(&mut out, &status.members(), cause.is_some());
+    out.push_str("],\"stages\":[");
+    write_stages(&mut out, &status.stages());
+    out.push_str("]}\n");
+    out
+}
+
+/// Appends the members' objects, separated by commas; `stop_began` when
+/// the group's stop has begun.
+fn write_members(out: &mut String, members: &[MemberStatus], stop_began: bool) {
     // The first stage stops with the group: until the status hears of it,
     // its members are shown stopping from the request's stop.
     let first = members.iter().map(|m| m.stage).min();
@@ -33,47 +42,55 @@ pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> St
         if i > 0 {
             out.push(',');
         }
-        out.push_str("{\"name\":");
-        string(&mut out, &member.name);
-        out.push_str(",\"state\":");
-        let state = match &member.state {
-            // Still running when the stop began: stopping.
-            MemberState::Running if cause.is_some() && Some(member.stage) == first => {
-                MemberState::Stopping.as_str()
-            }
-            state => state.as_str(),
-        };
-        string(&mut out, state);
-        out.push_str(",\"outcome\":");
-        match &member.state {
-            MemberState::Exited(exit) => string(&mut out, &exit.to_string()),
-            MemberState::Cancelled => string(&mut out, "cancelled"),
-            _ => out.push_str("null"),
-        }
-        let _ = write!(
-            out,
-            ",\"uptime_ms\":{},\"stage\":",
-            member.uptime.as_millis()
-        );
-        string(&mut out, &member.stage.to_string());
-        let _ = write!(out, ",\"restarts\":{},\"last_error\":", member.restarts);
-        match &member.last_error {
-            Some(error) => string(&mut out, error),
-            None => out.push_str("null"),
-        }
-        match member.next_attempt {
-            Some(next) => write!(out, ",\"next_attempt_ms\":{}}}", next.as_millis()),
-            None => write!(out, ",\"next_attempt_ms\":null}}"),
-        }
-        .ok();
+        let stopping = stop_began && Some(member.stage) == first;
+        write_member(out, member, stopping);
     }
-    out.push_str("],\"stages\":[");
-    for (i, stage) in status.stages().iter().enumerate() {
+}
+
+/// Appends one member's object; `stopping` when its stage's stop has begun
+/// though the status may not know it yet.
+fn write_member(out: &mut String, member: &MemberStatus, stopping: bool) {
+    out.push_str("{\"name\":");
+    string(out, &member.name);
+    out.push_str(",\"state\":");
+    let state = match &member.state {
+        // Still running when the stop began: stopping.
+        MemberState::Running if stopping => MemberState::Stopping.as_str(),
+        state => state.as_str(),
+    };
+    string(out, state);
+    out.push_str(",\"outcome\":");
+    match &member.state {
+        MemberState::Exited(exit) => string(out, &exit.to_string()),
+        MemberState::Cancelled => string(out, "cancelled"),
+        _ => out.push_str("null"),
+    }
+    let _ = write!(
+        out,
+        ",\"uptime_ms\":{},\"stage\":",
+        member.uptime.as_millis()
+    );
+    string(out, &member.stage.to_string());
+    let _ = write!(out, ",\"restarts\":{},\"last_error\":", member.restarts);
+    match &member.last_error {
+        Some(error) => string(out, error),
+        None => out.push_str("null"),
+    }
+    match member.next_attempt {
+        Some(next) => write!(out, ",\"next_attempt_ms\":{}}}", next.as_millis()),
+        None => write!(out, ",\"next_attempt_ms\":null}}"),
+    }
+    .ok();
+}
+
+/// Appends the stages' objects, separated by commas.
+fn write_stages(out: &mut String, stages: &[StageStatus]) {
+    for (i, stage) in stages.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"stage\":");
-        string(&mut out, &stage.stage.to_string());
+        string(out, &stage.stage.to_string());
         for (key, at) in [("began_ms", stage.began), ("ended_ms", stage.ended)] {
             match at {
                 Some(at) => write!(out, ",\"{key}\":{}", at.as_millis()),
@@ -83,8 +100,6 @@ pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> St
         }
         out.push('}');
     }
-    out.push_str("]}\n");
-    out
 }
 
 /// Whether the group of the request's server is stopping: its own stop may

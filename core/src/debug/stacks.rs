@@ -67,62 +67,77 @@ impl Stacks {
 
     /// Names the frames, and counts the stacks that name alike together.
     fn report(self, start_time: SystemTime) -> pprof::Report {
-        // A return address points after its call: look up the byte before,
-        // inside the calling function, for every frame but the interrupted.
-        let lookup =
-            |(depth, &ip): (usize, &u64)| if depth == 0 { ip } else { ip.saturating_sub(1) };
         let addresses: HashSet<u64> = self
             .counts
             .keys()
-            .flat_map(|(_, _, stack)| stack.iter().enumerate().map(lookup))
+            .flat_map(|(_, _, stack)| lookups(stack))
             .collect();
         let names = symbolize::symbolize(&symbolize::mappings(), addresses);
         let mut data = HashMap::new();
-        for ((thread_id, name, stack), count) in self.counts {
-            let frames = stack
-                .iter()
-                .enumerate()
-                .map(lookup)
-                .map(|address| {
-                    let name = names
-                        .get(&address)
-                        .cloned()
-                        .unwrap_or_else(|| format!("{address:#x}"));
-                    vec![pprof::Symbol {
-                        name: Some(name.into_bytes()),
-                        addr: Some(address as usize as *mut std::ffi::c_void),
-                        lineno: None,
-                        filename: None,
-                    }]
-                })
-                .collect();
-            let length = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        for ((thread_id, thread_name, stack), count) in self.counts {
             let frames = pprof::Frames {
-                frames,
-                thread_name: String::from_utf8_lossy(&name[..length]).into_owned(),
+                frames: lookups(&stack)
+                    .map(|address| named(&names, address))
+                    .collect(),
+                thread_name: thread_name_of(&thread_name),
                 thread_id,
                 sample_timestamp: start_time,
             };
             *data.entry(frames).or_insert(0) += count;
         }
         if self.dropped > 0 {
-            let frames = pprof::Frames {
-                frames: vec![vec![pprof::Symbol {
-                    name: Some(DROPPED.as_bytes().to_vec()),
-                    addr: None,
-                    lineno: None,
-                    filename: None,
-                }]],
-                thread_name: "allstop-profile".into(),
-                thread_id: 0,
-                sample_timestamp: start_time,
-            };
-            data.insert(frames, self.dropped as isize);
+            data.insert(dropped(start_time), self.dropped as isize);
         }
         pprof::Report {
             data,
             timing: Default::default(),
         }
+    }
+}
+
+/// The addresses to look up for a stack's frames, innermost first.
+fn lookups(stack: &[u64]) -> impl Iterator<Item = u64> + '_ {
+    // A return address points after its call: look up the byte before,
+    // inside the calling function, for every frame but the interrupted.
+    stack
+        .iter()
+        .enumerate()
+        .map(|(depth, &ip)| if depth == 0 { ip } else { ip.saturating_sub(1) })
+}
+
+/// A frame at `address`, with its name from `names`, or the address itself
+/// when the symbol tables have none.
+fn named(names: &HashMap<u64, String>, address: u64) -> Vec<pprof::Symbol> {
+    let name = names
+        .get(&address)
+        .cloned()
+        .unwrap_or_else(|| format!("{address:#x}"));
+    vec![pprof::Symbol {
+        name: Some(name.into_bytes()),
+        addr: Some(address as usize as *mut std::ffi::c_void),
+        lineno: None,
+        filename: None,
+    }]
+}
+
+/// A thread's name, from the kernel's NUL-padded 16 bytes.
+fn thread_name_of(name: &[u8; 16]) -> String {
+    let length = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    String::from_utf8_lossy(&name[..length]).into_owned()
+}
+
+/// The samples the sampler could not keep, as a stack of one frame.
+fn dropped(start_time: SystemTime) -> pprof::Frames {
+    pprof::Frames {
+        frames: vec![vec![pprof::Symbol {
+            name: Some(DROPPED.as_bytes().to_vec()),
+            addr: None,
+            lineno: None,
+            filename: None,
+        }]],
+        thread_name: "allstop-profile".into(),
+        thread_id: 0,
+        sample_timestamp: start_time,
     }
 }
 

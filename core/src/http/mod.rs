@@ -365,35 +365,11 @@ impl<R: HttpRuntime> Server<R> {
         };
         let connections = TaskTracker::new();
         let builder = Arc::new(self.builder());
-        let spawn = |io| {
-            let state = ConnState::new(drain.closing.clone());
-            let io = TrackedIo::new(io, connections.token(), state.clone(), &drain.forced);
-            let service = Wrapped {
-                inner: service.clone(),
-                conn: state,
-                stop: handler_stop.clone(),
-            };
-            let connection = serve_connection(
-                io,
-                service,
-                builder.clone(),
-                self.timer.clone(),
-                self.header_read_timeout,
-                self.idle_grace,
-                drain.forced.clone(),
-            );
-            hyper::rt::Executor::execute(&self.executor, Box::pin(connection) as Pin<Box<_>>);
-        };
+        let spawn =
+            |io| self.spawn_connection(io, &service, &handler_stop, &drain, &connections, &builder);
 
         let failed = self.accept_until(&stop, &mut listener, addr, &spawn).await;
-        drain.server_stop.stop();
-        self.take_backlog(&mut listener, &spawn);
-        // Free the port: new connections are refused from now on.
-        drop(listener);
-        // Only now do responses close their connections: a client told to
-        // close reconnects to a closed port (refused: nothing sent, nothing
-        // lost), never into a backlog about to be reset.
-        drain.closing.set();
+        self.stop_accepting(listener, &drain, &spawn);
 
         if !self.wait_drained(&connections).await {
             let open = connections.len();
@@ -404,6 +380,52 @@ impl<R: HttpRuntime> Server<R> {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    /// Serves one accepted connection on the executor, tracked in
+    /// `connections`, its handlers given `handler_stop`.
+    fn spawn_connection<I, S>(
+        &self,
+        io: I,
+        service: &S,
+        handler_stop: &Stop,
+        drain: &Drain,
+        connections: &TaskTracker,
+        builder: &Arc<auto::Builder<R::Executor>>,
+    ) where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: HttpService,
+    {
+        let state = ConnState::new(drain.closing.clone());
+        let io = TrackedIo::new(io, connections.token(), state.clone(), &drain.forced);
+        let service = Wrapped {
+            inner: service.clone(),
+            conn: state,
+            stop: handler_stop.clone(),
+        };
+        let connection = serve_connection(
+            io,
+            service,
+            builder.clone(),
+            self.timer.clone(),
+            self.header_read_timeout,
+            self.idle_grace,
+            drain.forced.clone(),
+        );
+        hyper::rt::Executor::execute(&self.executor, Box::pin(connection) as Pin<Box<_>>);
+    }
+
+    /// Once accepting has ended: tells the handlers, serves the backlog,
+    /// frees the port, and only then starts closing connections.
+    fn stop_accepting<L: Accept>(&self, mut listener: L, drain: &Drain, spawn: &impl Fn(L::Io)) {
+        drain.server_stop.stop();
+        self.take_backlog(&mut listener, spawn);
+        // Free the port: new connections are refused from now on.
+        drop(listener);
+        // Only now do responses close their connections: a client told to
+        // close reconnects to a closed port (refused: nothing sent, nothing
+        // lost), never into a backlog about to be reset.
+        drain.closing.set();
     }
 
     /// Connections the kernel has already completed may carry a request
