@@ -412,7 +412,7 @@ fn hello_tokio_serves_heap_and_cpu_profiles_that_go_tool_pprof_reads() {
         std::fs::create_dir_all(&directory).unwrap();
         let hello_tokio = binary("hello_tokio");
         // The heap profile has addresses, looked up in the binary; the CPU
-        // profile has names only (see `pprof_top`).
+        // profile has names already.
         for (path, kind, binary) in [
             ("/debug/pprof/heap", "inuse_space", Some(&hello_tokio)),
             ("/debug/pprof/profile?seconds=1", "cpu", None),
@@ -477,20 +477,25 @@ fn a_cpu_profile_of_hello_tokio_under_load_names_its_functions_in_go_tool_pprof(
         let directory =
             std::env::temp_dir().join(format!("allstop-pprof-cpu-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
-        let top = pprof_top(&go, &directory, &profile.body, None);
+        // Read as it is, and with the binary, as a user may ask: the names
+        // are the profile's either way.
+        let hello_tokio = binary("hello_tokio");
+        for binary in [None, Some(&hello_tokio)] {
+            let top = pprof_top(&go, &directory, &profile.body, binary);
+            assert!(top.contains("Type: cpu"), "{top}");
+            let functions = top_functions(&top);
+            assert!(
+                functions.iter().any(|function| {
+                    ["tokio", "hyper", "allstop"]
+                        .iter()
+                        .any(|ours| function.contains(ours))
+                }),
+                "no function of tokio, hyper or allstop in the profile read with \
+                 {binary:?} ({} requests answered meanwhile):\n{top}",
+                answered.load(Ordering::Relaxed)
+            );
+        }
         let _ = std::fs::remove_dir_all(&directory);
-        assert!(top.contains("Type: cpu"), "{top}");
-        let functions = top_functions(&top);
-        assert!(
-            functions.iter().any(|function| {
-                ["tokio", "hyper", "allstop"]
-                    .iter()
-                    .any(|ours| function.contains(ours))
-            }),
-            "no function of tokio, hyper or allstop in the profile \
-             ({} requests answered meanwhile):\n{top}",
-            answered.load(Ordering::Relaxed)
-        );
         program.signal("TERM");
         assert_eq!(program.wait().code(), Some(0), "{}", program.stderr());
     });
@@ -500,10 +505,8 @@ fn a_cpu_profile_of_hello_tokio_under_load_names_its_functions_in_go_tool_pprof(
 /// HOME), with the `binary` to look its addresses up in, if any: its
 /// output, once it has succeeded.
 ///
-/// A CPU profile must be read without the binary: its frames are named
-/// already and carry no address, and given a binary `go tool pprof` looks
-/// them up in it anew and names them all alike (every sample in one
-/// function, "poll_proceed", when this test was written).
+/// A CPU profile's frames are named already: its mapping says so, and
+/// `go tool pprof` keeps the names even when given the binary.
 #[cfg(any(feature = "heap", target_os = "linux"))]
 fn pprof_top(
     go: &str,

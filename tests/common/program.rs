@@ -25,12 +25,19 @@ pub fn binary(example: &str) -> PathBuf {
         .unwrap()
         .join("examples")
         .join(example);
-    if !path.exists() {
+    // Built (or found up to date) once per test process: a binary left by
+    // an earlier build of other code must not be the one tested.
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|name| name == example) {
         let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
             .args(["build", "--example", example, "--all-features"])
             .status()
             .unwrap();
         assert!(status.success(), "cannot build {example}");
+        built.push(example.to_owned());
     }
     path
 }

@@ -137,6 +137,7 @@ pub(crate) fn encode(report: &pprof::Report, format: Format) -> Result<Vec<u8>, 
             let mut profile = report
                 .pprof()
                 .map_err(|error| format!("cannot encode the profile: {error}"))?;
+            names_are_final(&mut profile);
             if report.data.is_empty() {
                 // A valid profile with no samples, and a comment saying why.
                 profile.string_table.push(NO_SAMPLES.to_owned());
@@ -157,6 +158,25 @@ pub(crate) fn encode(report: &pprof::Report, format: Format) -> Result<Vec<u8>, 
                 .map_err(|error| format!("cannot draw the flamegraph: {error}"))?;
             Ok(svg)
         }
+    }
+}
+
+/// Marks every location's frames as named already: one mapping, with
+/// functions, that every location belongs to. Without it `go tool pprof`,
+/// given the program's binary, looks the locations up in it again by
+/// address, and the samples carry names, not addresses.
+fn names_are_final(profile: &mut pprof::protos::Profile) {
+    if !profile.mapping.is_empty() {
+        return;
+    }
+    profile.mapping.push(pprof::protos::Mapping {
+        id: 1,
+        memory_limit: u64::MAX,
+        has_functions: true,
+        ..Default::default()
+    });
+    for location in &mut profile.location {
+        location.mapping_id = 1;
     }
 }
 

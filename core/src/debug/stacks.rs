@@ -27,6 +27,8 @@ pub(crate) fn collect(
         sampler.drain(|sample| stacks.add(sample))
     });
     sampler.stop();
+    // The profile's length, without the naming of its frames that follows.
+    let duration = started.elapsed();
     sampler.drain(|sample| stacks.add(sample));
     stacks.dropped = sampler.dropped();
     drop(sampler);
@@ -34,7 +36,7 @@ pub(crate) fn collect(
     // pprof-rs's timing type has no public name, only public fields.
     report.timing.frequency = frequency;
     report.timing.start_time = start_time;
-    report.timing.duration = started.elapsed();
+    report.timing.duration = duration;
     Ok(report)
 }
 
