@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench -p allstop-benches            # everything (about 4 minutes)
 //! cargo bench -p allstop-benches -- --quick # fewer rounds
-//! cargo bench -p allstop-benches -- --only group|http|allocations|drain|profile
+//! cargo bench -p allstop-benches -- --only group|http|allocations|idle|drain|profile
 //! ```
 //!
 //! Every measurement runs in a process of its own (this binary, re-run with
@@ -73,6 +73,9 @@ fn main() {
     }
     if wants("allocations") {
         allocations_table();
+    }
+    if wants("idle") {
+        idle_table(if quick { 1 } else { 3 });
     }
     if wants("drain") {
         drain_table(if quick { 1 } else { 3 });
@@ -262,6 +265,42 @@ fn allocations_table() {
             .map(|bare| format!("{:+.1}", ours - counts[bare]))
             .unwrap_or_else(|| "baseline".into());
         println!("| {kind} | {ours:.1} | {vs_bare} |");
+    }
+    println!();
+}
+
+fn idle_table(rounds: usize) {
+    let mut results: HashMap<&str, Vec<(f64, Duration)>> = HashMap::new();
+    for round in 0..rounds {
+        for k in 0..http::IDLERS.len() {
+            let kind = http::IDLERS[(k + round) % http::IDLERS.len()];
+            results
+                .entry(kind)
+                .or_default()
+                .push(http::idle_connections(kind));
+        }
+        eprintln!("idle: round {} of {rounds} done", round + 1);
+    }
+    println!(
+        "## {} idle keep-alive connections (median of {rounds} runs)\n",
+        http::IDLE
+    );
+    println!("Each connection has had one `GET /` answered and stays open, silent. *memory*: the server's resident memory growth per connection (`VmRSS`); *stop → exit*: from SIGTERM to the end of the server's drain with them all open (the bare smol-hyper server has no drain).\n");
+    println!("| server | KiB per connection | ÷ bare server | stop → exit |");
+    println!("|---|---:|---:|---:|");
+    let kib = |kind: &str| median(results[kind].iter().map(|r| r.0).collect());
+    for kind in http::IDLERS {
+        let ours = kib(kind);
+        let vs_bare = http::baseline_of(kind)
+            .map(|bare| format!("{:.2}×", ours / kib(bare)))
+            .unwrap_or_else(|| "baseline".into());
+        let stop = median(
+            results[kind]
+                .iter()
+                .map(|r| r.1.as_secs_f64() * 1000.0)
+                .collect(),
+        );
+        println!("| {kind} | {ours:.1} | {vs_bare} | {stop:.1} ms |");
     }
     println!();
 }

@@ -413,6 +413,70 @@ fn get_many(addr: SocketAddr, requests: u64) {
     }
 }
 
+/// The idle keep-alive connections of the idle benchmark.
+pub const IDLE: usize = 10_000;
+
+/// The servers of the idle benchmark: ours on both runtimes, and the bare
+/// servers.
+pub const IDLERS: [&str; 4] = [
+    "allstop on tokio",
+    "bare hyper-util on tokio",
+    "allstop on smol",
+    "bare smol-hyper on smol",
+];
+
+/// What [`IDLE`] idle keep-alive connections cost server `kind`: its
+/// resident memory per connection (KiB), and the time from SIGTERM to its
+/// exit with them all open.
+pub fn idle_connections(kind: &str) -> (f64, Duration) {
+    let server = Server::start(kind);
+    let pid = server.child.id();
+    fetch(server.addr, "/");
+    let before = memory(pid).rss;
+    let addr = server.addr;
+    // Four clients open them, each its share: one request per connection,
+    // answered, then left open and silent.
+    let open: Vec<std::net::TcpStream> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(move || (0..IDLE / 4).map(|_| keep_alive(addr)).collect::<Vec<_>>())
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|client| client.join().unwrap())
+            .collect()
+    });
+    let after = memory(pid).rss;
+    let per_connection = (after.saturating_sub(before)) as f64 / IDLE as f64;
+    // Idle for longer than allstop's idle grace (250 ms), which a
+    // connection active just before the stop is given: here the stop's cost
+    // is closing idle connections, not waiting.
+    std::thread::sleep(Duration::from_millis(500));
+    let stop_to_exit = server.stop();
+    drop(open);
+    (per_connection, stop_to_exit)
+}
+
+/// A connection that has had one `GET /` answered, kept open.
+fn keep_alive(addr: SocketAddr) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .unwrap();
+    // The answer: headers and the 13-byte body, in one segment here.
+    let mut answer = [0u8; 512];
+    let mut read = 0;
+    while !answer[..read].ends_with(b"hello, QCon!\n") {
+        let n = stream.read(&mut answer[read..]).unwrap();
+        assert!(n > 0, "closed before the answer");
+        read += n;
+    }
+    stream
+}
+
 /// A server child process.
 pub struct Server {
     child: Child,
