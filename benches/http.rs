@@ -175,7 +175,11 @@ fn debug_server(addr: SocketAddr) {
 
     let mut group = allstop::Group::on(Tokio::new());
     let signalled = stop_clock(&mut group);
-    allstop::debug::Debug::new().add_to(&mut group, allstop::http::Server::on(Tokio::new()), addr);
+    allstop::debug::DebugRoutes::new().add_to(
+        &mut group,
+        allstop::http::Server::on(Tokio::new()),
+        addr,
+    );
     group.add_watcher("signals", signals());
     let report = tokio_runtime().block_on(group.run());
     report_stop(&signalled);

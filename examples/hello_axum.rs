@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use allstop::debug::Debug;
+use allstop::debug::DebugRoutes;
 use allstop::http::Server;
 use allstop::tokio::{signals, Tokio};
 use allstop::{Group, Stop};
@@ -49,7 +49,7 @@ async fn main() -> ExitCode {
         Server::on(Tokio::new()).serve_on(flags.app, router()),
     );
     // In the last stage: /readyz answers 503 while the app drains.
-    Debug::new().add_to(&mut group, Server::on(Tokio::new()), flags.debug);
+    DebugRoutes::new().add_to(&mut group, Server::on(Tokio::new()), flags.debug);
     group.add_watcher("signals", signals());
 
     tracing::info!(

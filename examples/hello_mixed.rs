@@ -10,7 +10,7 @@ mod shared;
 
 use std::process::ExitCode;
 
-use allstop::debug::Debug;
+use allstop::debug::DebugRoutes;
 use allstop::http::Server;
 use allstop::smol::Smol;
 use allstop::tokio::{signals, Tokio};
@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
     group.add("app", Server::on(Tokio::new()).serve_on(flags.app, app));
     // The debug server runs on smol's executor, in the same group, and
     // stops last: /readyz answers 503 while the app drains.
-    let debug = Debug::new().attach(&mut group);
+    let debug = DebugRoutes::new().attach(&mut group);
     group.in_stage(Stage::LAST, |group| {
         group.add_on(
             "debug",

@@ -12,7 +12,7 @@ mod shared;
 
 use std::process::ExitCode;
 
-use allstop::debug::Debug;
+use allstop::debug::DebugRoutes;
 use allstop::http::Server;
 use allstop::smol::{signals, Smol};
 use allstop::Group;
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     });
     group.add("app", Server::on(Smol::new()).serve_on(flags.app, app));
     // In the last stage: /readyz answers 503 while the app drains.
-    Debug::new().add_to(&mut group, Server::on(Smol::new()), flags.debug);
+    DebugRoutes::new().add_to(&mut group, Server::on(Smol::new()), flags.debug);
     group.add_watcher("signals", signals());
 
     tracing::info!(

@@ -25,7 +25,7 @@ pub static MALLOC_CONF: &[u8] = b"prof:true,prof_active:true,lg_prof_sample:19\0
 
 use std::process::ExitCode;
 
-use allstop::debug::Debug;
+use allstop::debug::DebugRoutes;
 use allstop::http::Server;
 use allstop::tokio::{signals, Tokio};
 use allstop::Group;
@@ -45,7 +45,7 @@ async fn main() -> ExitCode {
     let app = shared::app(|d| Box::pin(tokio::time::sleep(d)));
     group.add("app", Server::on(Tokio::new()).serve_on(flags.app, app));
     // In the last stage: /readyz answers 503 while the app drains.
-    Debug::new().add_to(&mut group, Server::on(Tokio::new()), flags.debug);
+    DebugRoutes::new().add_to(&mut group, Server::on(Tokio::new()), flags.debug);
     group.add_watcher("signals", signals());
 
     tracing::info!(

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use allstop::debug::Debug;
+use allstop::debug::DebugRoutes;
 use allstop::{Event, Group, Stop};
 use pprof::protos::Message;
 
@@ -26,10 +26,10 @@ fn profiler_turn() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn debug_serving<N: Net>(config: Config) -> (Group, SocketAddr, Debug) {
+fn debug_serving<N: Net>(config: Config) -> (Group, SocketAddr, DebugRoutes) {
     let (listener, addr) = bound();
     let mut group = N::group();
-    let debug = Debug::new().attach(&mut group);
+    let debug = DebugRoutes::new().attach(&mut group);
     group.add("debug", N::serve(listener, debug.clone(), config));
     (group, addr, debug)
 }

@@ -43,11 +43,11 @@
 //! internals, and a profile costs CPU.
 //!
 //! ```
-//! use allstop::debug::Debug;
+//! use allstop::debug::DebugRoutes;
 //!
 //! let mut group = allstop::Group::new();
 //! // Watches the group, for /readyz and /debug/group.
-//! let debug = Debug::new().attach(&mut group);
+//! let debug = DebugRoutes::new().attach(&mut group);
 //! // Then serve `debug` like any hyper service, e.g. with
 //! // `Server::on(Tokio::new()).serve_on(allstop::debug::DEFAULT_ADDR, debug)`,
 //! // or add it in one line with `add_debug_server(&mut group, Tokio::new())`.
@@ -98,8 +98,8 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::
 
 /// Adds the debug server to `group` on [`DEFAULT_ADDR`] (`127.0.0.1:8001`,
 /// loopback only), served on `runtime`, as the member `"debug"` in the
-/// last stage: see [`Debug::add_to`], which this is with the default
-/// routes. Returns the routes, whose [`status`](Debug::status) shows the
+/// last stage: see [`DebugRoutes::add_to`], which this is with the default
+/// routes. Returns the routes, whose [`status`](DebugRoutes::status) shows the
 /// group.
 ///
 /// ```
@@ -111,17 +111,17 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::
 /// assert_eq!(group.len(), 1);
 /// # }
 /// ```
-pub fn add_debug_server<R: HttpRuntime>(group: &mut Group, runtime: R) -> Debug {
-    Debug::new().add_to(group, Server::on(runtime), DEFAULT_ADDR)
+pub fn add_debug_server<R: HttpRuntime>(group: &mut Group, runtime: R) -> DebugRoutes {
+    DebugRoutes::new().add_to(group, Server::on(runtime), DEFAULT_ADDR)
 }
 
 /// The debug routes, as a hyper service. Cheap to clone.
 ///
 /// ```
-/// let debug = allstop::debug::Debug::new().max_seconds(60).frequency(199);
+/// let debug = allstop::debug::DebugRoutes::new().max_seconds(60).frequency(199);
 /// ```
 #[derive(Debug, Clone)]
-pub struct Debug {
+pub struct DebugRoutes {
     inner: Arc<Inner>,
 }
 
@@ -133,17 +133,17 @@ struct Inner {
     frequency: i32,
 }
 
-impl Default for Debug {
+impl Default for DebugRoutes {
     fn default() -> Self {
-        Debug::new()
+        DebugRoutes::new()
     }
 }
 
-impl Debug {
+impl DebugRoutes {
     /// The routes with the default settings: profiles of 30 s unless asked,
     /// at most 300 s, sampled at 99 Hz.
     pub fn new() -> Self {
-        Debug {
+        DebugRoutes {
             inner: Arc::new(Inner {
                 status: Status::new(),
                 max_seconds: 300,
@@ -173,7 +173,7 @@ impl Debug {
     }
 
     /// The status the routes report, kept by the group this was
-    /// [attached](Debug::attach) to.
+    /// [attached](DebugRoutes::attach) to.
     pub fn status(&self) -> &Status {
         &self.inner.status
     }
@@ -185,7 +185,7 @@ impl Debug {
         self
     }
 
-    /// Adds the debug server to `group`: these routes, [attached](Debug::attach)
+    /// Adds the debug server to `group`: these routes, [attached](DebugRoutes::attach)
     /// to it, served by `server` on `addr` as the member `"debug"` in
     /// [`Stage::LAST`], so that it stops after every other member has
     /// ended: `/readyz` answers 503 and `/debug/group` shows the drain for
@@ -194,12 +194,12 @@ impl Debug {
     ///
     /// ```
     /// # #[cfg(feature = "tokio")] {
-    /// use allstop::debug::Debug;
+    /// use allstop::debug::DebugRoutes;
     /// use allstop::http::Server;
     /// use allstop::tokio::Tokio;
     ///
     /// let mut group = allstop::Group::on(Tokio::new());
-    /// let debug = Debug::new()
+    /// let debug = DebugRoutes::new()
     ///     .max_seconds(60)
     ///     .add_to(&mut group, Server::on(Tokio::new()), "127.0.0.1:0".parse().unwrap());
     /// assert_eq!(group.len(), 1);
@@ -388,7 +388,7 @@ fn with_type(body: Full<Bytes>, content_type: &'static str) -> Response<Full<Byt
     response
 }
 
-impl<B> Service<Request<B>> for Debug {
+impl<B> Service<Request<B>> for DebugRoutes {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;

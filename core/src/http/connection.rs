@@ -160,13 +160,13 @@ where
 /// The user's service, wrapped: counts requests in flight, marks responses
 /// `Connection: close` during the drain, and hands handlers the stop signal
 /// as a request extension.
-pub(crate) struct Wrapped<S> {
+pub(crate) struct ConnectionService<S> {
     pub(crate) inner: S,
     pub(crate) conn: Arc<ConnState>,
     pub(crate) stop: Stop,
 }
 
-impl<S: HttpService> Service<Request<Incoming>> for Wrapped<S> {
+impl<S: HttpService> Service<Request<Incoming>> for ConnectionService<S> {
     type Response = Response<ResponseBody>;
     type Error = BoxError;
     type Future = ServiceFuture;
@@ -540,7 +540,7 @@ impl<T: Timer> Watch<T> {
 /// of its last response, is dropped.
 pub(crate) async fn serve_connection<I, S, E, T>(
     io: TrackedIo<I>,
-    service: Wrapped<S>,
+    service: ConnectionService<S>,
     builder: Arc<auto::Builder<E>>,
     timer: T,
     head_timeout: Option<Duration>,

@@ -68,7 +68,7 @@ use hyper::rt::Timer;
 use hyper_util::server::conn::auto;
 
 use self::accept::{AcceptError, Backoff};
-use self::connection::{serve_connection, ConnState, TrackedIo, Wrapped};
+use self::connection::{serve_connection, ConnState, ConnectionService, TrackedIo};
 use crate::latch::Latch;
 use crate::stop::{Stop, StopTrigger};
 use crate::tasks::TaskTracker;
@@ -398,7 +398,7 @@ impl<R: HttpRuntime> Server<R> {
     {
         let state = ConnState::new(drain.closing.clone());
         let io = TrackedIo::new(io, connections.token(), state.clone(), &drain.forced);
-        let service = Wrapped {
+        let service = ConnectionService {
             inner: service.clone(),
             conn: state,
             stop: handler_stop.clone(),
