@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::mem;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -136,10 +136,9 @@ impl Members for InTask {
 pub(crate) struct Spawned<T> {
     // Boxed because the receiver keeps its listener inline and is !Unpin.
     rx: Pin<Box<async_channel::Receiver<Ended>>>,
-    /// Each task's waker, for the cancellation to wake them all: one slot
-    /// per member in one allocation, rather than a listener each on the
-    /// group's event (an allocation, and that event's lock, per member).
-    wakers: Arc<[AtomicWaker]>,
+    /// What the tasks share, for the cancellation to wake them all. Weak:
+    /// the channel's one sender is in it, and must go with the last task.
+    collector: Weak<Collector>,
     /// Dropping them cancels the tasks (the runtime contract), when the
     /// run itself is dropped.
     _tasks: Vec<T>,
@@ -154,23 +153,25 @@ impl<T> Spawned<T> {
         // Guarantee 4: sized to the members, so a finishing member never
         // waits on the collector (`try_send` cannot find it full).
         let (tx, rx) = async_channel::bounded(members.len().max(1));
-        let wakers: Arc<[AtomicWaker]> = members.iter().map(|_| AtomicWaker::new()).collect();
+        let collector = Arc::new(Collector {
+            state: state.clone(),
+            wakers: members.iter().map(|_| AtomicWaker::new()).collect(),
+            tx,
+        });
         let tasks = members
             .into_iter()
             .enumerate()
             .map(|(slot, member)| {
                 spawn(Reporting {
                     member,
-                    state: state.clone(),
-                    wakers: wakers.clone(),
                     slot,
-                    tx: tx.clone(),
+                    collector: collector.clone(),
                 })
             })
             .collect();
         Spawned {
             rx: Box::pin(rx),
-            wakers,
+            collector: Arc::downgrade(&collector),
             _tasks: tasks,
         }
     }
@@ -188,22 +189,35 @@ impl<T> Members for Spawned<T> {
     fn cancel(&mut self, _cx: &mut Context<'_>) {
         // The cancel latch is set: each task still pending polls its member
         // a last time, on its own task, and drops it.
-        for waker in self.wakers.iter() {
-            waker.wake();
+        // Gone: every task has ended, none to wake.
+        if let Some(collector) = self.collector.upgrade() {
+            for waker in collector.wakers.iter() {
+                waker.wake();
+            }
         }
     }
 }
 
+/// What every spawned member's task shares, in one allocation: one
+/// reference count to take and drop per task, not one per field.
+struct Collector {
+    state: Arc<StopState>,
+    /// Each task's waker, for the cancellation to wake them all: one slot
+    /// per member, rather than a listener each on the group's event (an
+    /// allocation, and that event's lock, per member).
+    wakers: Box<[AtomicWaker]>,
+    /// The only sender: the channel closes when the last task is gone.
+    tx: async_channel::Sender<Ended>,
+}
+
 /// A spawned member: sends its exit to the collector; once the group
 /// cancels, polls its member a last time and drops it. Its fields drop in
-/// order, the member before the sender.
+/// order, the member before the collector.
 pub(crate) struct Reporting {
     member: Member,
-    state: Arc<StopState>,
-    /// Where this task leaves its waker for the cancellation.
-    wakers: Arc<[AtomicWaker]>,
+    /// This task's waker slot in the collector.
     slot: usize,
-    tx: async_channel::Sender<Ended>,
+    collector: Arc<Collector>,
 }
 
 impl Future for Reporting {
@@ -217,8 +231,9 @@ impl Future for Reporting {
                 // Registered before the check: the cancellation sets the
                 // latch, then wakes every slot, so a cancel is either seen
                 // here or wakes this task.
-                this.wakers[this.slot].register(cx.waker());
-                if !this.state.cancel.is_set() {
+                let collector = &this.collector;
+                collector.wakers[this.slot].register(cx.waker());
+                if !collector.state.cancel.is_set() {
                     return Poll::Pending;
                 }
                 // The last poll is one that sees the cancellation (the poll
@@ -231,7 +246,7 @@ impl Future for Reporting {
         };
         // Never full: the channel has a slot per member (guarantee 4).
         if let Some(exit) = exit {
-            let _ = this.tx.try_send(exit);
+            let _ = this.collector.tx.try_send(exit);
         }
         Poll::Ready(())
     }
@@ -713,19 +728,5 @@ fn cancel_reason(state: &StopState, parent: Option<&Stop>) -> Option<CancelReaso
         Some(CancelReason::Parent)
     } else {
         None
-    }
-}
-
-#[cfg(test)]
-mod size_tests {
-    #[test]
-    fn sizes() {
-        eprintln!(
-            "Entry {} MemberReport {} Member {} Outcome {}",
-            std::mem::size_of::<super::Entry>(),
-            std::mem::size_of::<crate::report::MemberReport>(),
-            std::mem::size_of::<crate::member::Member>(),
-            std::mem::size_of::<crate::report::Outcome>()
-        );
     }
 }
