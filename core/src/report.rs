@@ -156,7 +156,8 @@ pub struct MemberReport {
     /// Boxed: most members are never restarted.
     pub(crate) restarts: Option<Box<Restarts>>,
     pub(crate) outcome: Outcome,
-    pub(crate) ran_for: Duration,
+    /// In nanoseconds (584 years fit): a line of 72 bytes, not 80.
+    pub(crate) ran_for_nanos: u64,
 }
 
 impl fmt::Debug for MemberReport {
@@ -166,7 +167,7 @@ impl fmt::Debug for MemberReport {
             .field("stage", &self.stage)
             .field("restarts", &self.restarts())
             .field("outcome", &self.outcome)
-            .field("ran_for", &self.ran_for)
+            .field("ran_for", &self.ran_for())
             .finish()
     }
 }
@@ -257,7 +258,7 @@ impl MemberReport {
     /// assert!(report.members()[0].ran_for() < std::time::Duration::from_secs(60));
     /// ```
     pub fn ran_for(&self) -> Duration {
-        self.ran_for
+        Duration::from_nanos(self.ran_for_nanos)
     }
 }
 
@@ -525,7 +526,7 @@ fn stage_tag(member: &MemberReport) -> String {
 /// How a member ended, how long it ran and how often it restarted:
 /// `ok  (ran 9039ms; restarted 2 times)`.
 fn member_summary(f: &mut fmt::Formatter<'_>, member: &MemberReport) -> fmt::Result {
-    write!(f, "{}  (ran {}", member.outcome, Millis(member.ran_for))?;
+    write!(f, "{}  (ran {}", member.outcome, Millis(member.ran_for()))?;
     match member.restarts() {
         0 => {}
         1 => f.write_str("; restarted once")?,
