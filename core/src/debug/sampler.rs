@@ -116,6 +116,8 @@ pub(crate) struct Sample<'a> {
 /// until stopped or dropped.
 pub(crate) struct Sampler {
     stopped: bool,
+    /// The `SIGPROF` action before ours, put back at the stop.
+    previous: Option<libc::sigaction>,
 }
 
 impl Sampler {
@@ -131,7 +133,10 @@ impl Sampler {
             return Ok(None);
         }
         // From here on, dropping `sampler` stops what was started.
-        let mut sampler = Sampler { stopped: false };
+        let mut sampler = Sampler {
+            stopped: false,
+            previous: None,
+        };
         for (i, pair) in BLOCKLIST.iter().enumerate() {
             let (start, end) = blocklist.get(i).copied().unwrap_or((0, 0));
             pair[0].store(start, Ordering::Relaxed);
@@ -140,7 +145,11 @@ impl Sampler {
         // Leftovers from an earlier profile cut short cannot exist
         // (invariant 3), but a full table must not outlive its profile.
         for slot in &SLOTS {
-            slot.state.store(FREE, Ordering::Relaxed);
+            // Written only where needed: a page of the table never written
+            // stays out of memory.
+            if slot.state.load(Ordering::Relaxed) != FREE {
+                slot.state.store(FREE, Ordering::Relaxed);
+            }
         }
         DROPPED.store(0, Ordering::Relaxed);
         ENABLED.store(true, Ordering::SeqCst);
@@ -149,23 +158,24 @@ impl Sampler {
         // is async-signal-safe (module docs); the `sigaction` struct is
         // zeroed, then its mask emptied by `sigemptyset`, so every field is
         // valid.
+        // SAFETY: `sigaction` is plain data, valid all zeroes; the kernel
+        // writes the action it replaces into it before it is read.
+        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
         let installed = unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_sigprof as *const () as libc::sighandler_t;
             action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
             libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGPROF, &action, std::ptr::null_mut())
+            libc::sigaction(libc::SIGPROF, &action, &mut previous)
         };
-        if installed != 0 {
+        if installed == 0 {
+            sampler.previous = Some(previous);
+        } else {
             let error = io::Error::last_os_error();
             sampler.stop();
             return Err(error);
         }
-        let interval = 1_000_000 / i64::from(frequency.clamp(1, 1_000_000));
-        let period = libc::timeval {
-            tv_sec: 0,
-            tv_usec: interval as libc::suseconds_t,
-        };
+        let period = period(frequency);
         let timer = libc::itimerval {
             it_interval: period,
             it_value: period,
@@ -201,15 +211,24 @@ impl Sampler {
         while IN_FLIGHT.load(Ordering::SeqCst) != 0 {
             std::thread::yield_now();
         }
-        // A SIGPROF still pending when the handler goes would end the
-        // process under the default action: ignore it, as pprof-rs does.
-        // SAFETY: SIG_IGN is a valid disposition for SIGPROF; the struct is
-        // zeroed and its mask emptied.
+        // The action before ours goes back, unless it was the default: a
+        // SIGPROF still pending when the handler goes would then end the
+        // process, so it is ignored instead, as pprof-rs does.
+        let Some(previous) = self.previous.take() else {
+            return;
+        };
+        // SAFETY: `previous` is the action the kernel gave back in `start`,
+        // valid as it was; SIG_IGN is a valid disposition for SIGPROF, the
+        // struct zeroed and its mask emptied.
         unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = libc::SIG_IGN;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGPROF, &action, std::ptr::null_mut());
+            if previous.sa_sigaction == libc::SIG_DFL {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = libc::SIG_IGN;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(libc::SIGPROF, &action, std::ptr::null_mut());
+            } else {
+                libc::sigaction(libc::SIGPROF, &previous, std::ptr::null_mut());
+            }
         }
     }
 
@@ -251,6 +270,16 @@ impl Drop for Sampler {
         self.stop();
         // Release pairs with the Acquire in `start`.
         ACTIVE.store(false, Ordering::Release);
+    }
+}
+
+/// The timer's period for `frequency` samples a second: whole seconds and
+/// the microseconds under one (`setitimer` rejects a million or more).
+fn period(frequency: u32) -> libc::timeval {
+    let interval = 1_000_000 / i64::from(frequency.clamp(1, 1_000_000));
+    libc::timeval {
+        tv_sec: (interval / 1_000_000) as libc::time_t,
+        tv_usec: (interval % 1_000_000) as libc::suseconds_t,
     }
 }
 
@@ -367,5 +396,25 @@ pub(crate) fn give_back_freed_memory() {
     // its locks; it is called here outside any signal handler.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::period;
+
+    #[test]
+    fn a_sampler_at_one_hertz_starts() {
+        // `None` if another test's profile runs; never an error.
+        let started = super::Sampler::start(1, &[]);
+        assert!(started.is_ok(), "{:?}", started.err());
+    }
+
+    #[test]
+    fn a_period_of_a_second_or_more_is_in_seconds() {
+        let one_hz = period(1);
+        assert_eq!((one_hz.tv_sec, one_hz.tv_usec), (1, 0));
+        let hz_99 = period(99);
+        assert_eq!((hz_99.tv_sec, hz_99.tv_usec), (0, 10_101));
     }
 }
