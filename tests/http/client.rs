@@ -135,6 +135,23 @@ impl Client {
         self.read()
     }
 
+    /// Reads up to `length` bytes of a body slowly, 256 KiB at a time with
+    /// a pause of 10 ms between: how many came before the end (or an
+    /// error).
+    pub fn read_slowly(&mut self, length: usize) -> usize {
+        let mut chunk = vec![0u8; 256 << 10];
+        let mut read = 0;
+        while read < length {
+            let want = chunk.len().min(length - read);
+            match self.reader.read(&mut chunk[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        read
+    }
+
     /// Whether the server has closed the connection: a read sees the end
     /// (or a reset) rather than data.
     pub fn closed_by_server(&mut self) -> bool {

@@ -37,6 +37,8 @@ macro_rules! http_tests {
             an_http2_connection_found_out_during_the_drain_gets_goaway,
             the_header_read_timeout_runs_from_each_http1_response,
             an_idle_http2_connection_outlives_the_header_read_timeout,
+            a_slow_download_finishes_through_the_drain,
+            a_slow_download_outlasts_the_header_read_timeout,
         );
         instantiate!(services, $net;
             a_websocket_closes_with_going_away_at_the_stop,
@@ -191,5 +193,40 @@ fn the_debug_server_listens_on_loopback_by_default() {
             handle.stop("test");
             assert!(run.join().unwrap().is_success());
         }
+    });
+}
+
+/// With tokio's clock paused, as a user's own tests may run the server, the
+/// request-head deadline keeps to tokio's clock: a client that sends
+/// nothing is cut once the paused clock has moved past the timeout (tokio
+/// moves it on when the runtime is idle), and the deadline does not ring
+/// for ever against the wall clock.
+#[cfg(feature = "tokio")]
+#[test]
+fn the_head_deadline_keeps_to_a_paused_tokio_clock() {
+    use tokio::io::AsyncReadExt;
+
+    common::bounded(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let any = "127.0.0.1:0".parse().unwrap();
+            let listener = allstop::tokio::http::TcpListener::bind(any).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = allstop::http::Server::on(allstop::tokio::Tokio::new())
+                // An hour: on the wall clock the test would time out first.
+                .header_read_timeout(std::time::Duration::from_secs(3600));
+            let app = net::App::new().service();
+            tokio::spawn(async move {
+                let _ = server.serve(listener, app, allstop::Stop::never()).await;
+            });
+            let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut byte = [0u8; 1];
+            // The end, or a reset: cut either way.
+            assert!(!matches!(silent.read(&mut byte).await, Ok(1..)));
+        });
     });
 }

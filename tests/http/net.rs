@@ -182,6 +182,10 @@ impl Busy {
     }
 }
 
+/// The length of `/big`'s body: well over what the kernel's socket buffers
+/// hold on loopback.
+pub const BIG: usize = 32 << 20;
+
 /// The application the tests serve.
 #[derive(Clone, Default)]
 pub struct App {
@@ -235,6 +239,13 @@ impl App {
                 self.entered.add();
                 stop().await;
                 "stopped early"
+            }
+            // A large body in one frame: hyper queues it whole and drops
+            // the body long before the client has read it.
+            "/big" => {
+                self.handled.add();
+                let body = Full::new(Bytes::from(vec![b'x'; BIG])).boxed();
+                return Ok(Response::new(body));
             }
             // A stream of events that ends cleanly at the stop.
             "/events" => {

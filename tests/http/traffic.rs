@@ -15,7 +15,7 @@ use allstop::{Cause, Exit, Outcome};
 use crate::cases::{bound, serving, start, wait_refused};
 use crate::client::Client;
 use crate::h2raw::{self, H2};
-use crate::net::{App, Busy, Config, Net};
+use crate::net::{App, Busy, Config, Net, BIG};
 
 /// A drain that gives a connection with no request yet seconds to send
 /// one: a client thread the machine pauses between its connect and its
@@ -254,6 +254,42 @@ pub fn an_idle_http2_connection_outlives_the_header_read_timeout<N: Net>() {
     assert!(response
         .iter()
         .any(|f| f.kind == h2raw::DATA && f.payload == b"hello"));
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
+// A response still being written when the drain begins is written whole:
+// hyper drops a one-frame body as soon as it is queued, long before a slow
+// client has read it, and the writes that follow keep the connection busy.
+pub fn a_slow_download_finishes_through_the_drain<N: Net>() {
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = Client::connect(addr).unwrap();
+    client.send("/big").unwrap();
+    assert_eq!(client.read_head().unwrap().0, 200);
+    handle.stop("test");
+    // Well over twice the idle grace (250 ms) at this pace.
+    assert_eq!(client.read_slowly(BIG), BIG, "the download was cut");
+    assert!(run.join().unwrap().is_success());
+}
+
+// The header-read timeout is for request heads: a response its client
+// reads for longer than the timeout is written whole.
+pub fn a_slow_download_outlasts_the_header_read_timeout<N: Net>() {
+    let app = App::new();
+    let config = Config {
+        header_read_timeout: Some(Duration::from_millis(300)),
+        ..Config::default()
+    };
+    let (group, addr) = serving::<N>(&app, config);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = Client::connect(addr).unwrap();
+    client.send("/big").unwrap();
+    assert_eq!(client.read_head().unwrap().0, 200);
+    assert_eq!(client.read_slowly(BIG), BIG, "the download was cut");
     handle.stop("test");
     assert!(run.join().unwrap().is_success());
 }

@@ -49,11 +49,18 @@ use crate::stop::Stop;
 use crate::tasks::TaskToken;
 use crate::waiter::Waiter;
 
+/// The server's clock: its timer's `now`, so that a connection's times
+/// agree with its sleeps (tokio's clock, for one, can be paused).
+pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
 /// What the connection task and the requests on its connection share.
 pub(crate) struct ConnState {
     /// Requests whose response body has not been dropped by hyper yet.
     in_flight: AtomicUsize,
-    /// When `in_flight` last fell to zero, in nanoseconds since `born`.
+    /// When the connection last had a request in flight or wrote to its
+    /// client, in nanoseconds since `born`: hyper drops a response's body
+    /// once its last frame is queued, and the writes that follow are the
+    /// response's too.
     idle_since: AtomicU64,
     /// Set when a request arrives over HTTP/2.
     h2: AtomicBool,
@@ -64,6 +71,7 @@ pub(crate) struct ConnState {
     upgraded: AtomicBool,
     /// Woken when `in_flight` falls to zero.
     idle: Event,
+    clock: Clock,
     born: Instant,
     /// The server's drain has begun. The server's, not the group's stop:
     /// the drain begins once the listener is closed, so a client told to
@@ -73,17 +81,29 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
-    pub(crate) fn new(closing: Arc<Latch>) -> Arc<Self> {
+    pub(crate) fn new(closing: Arc<Latch>, clock: Clock) -> Arc<Self> {
         Arc::new(ConnState {
             closing,
+            born: clock(),
+            clock,
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             used: AtomicBool::new(false),
             upgraded: AtomicBool::new(false),
             idle: Event::new(),
-            born: Instant::now(),
         })
+    }
+
+    fn now(&self) -> Instant {
+        (self.clock)()
+    }
+
+    /// Notes that the connection is busy now (see `idle_since`).
+    fn touch(&self) {
+        let now = self.now().saturating_duration_since(self.born).as_nanos() as u64;
+        // Release: see `InFlight::drop`.
+        self.idle_since.store(now, Ordering::Release);
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
@@ -112,10 +132,9 @@ struct InFlight(Arc<ConnState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let state = &self.0;
-        let now = state.born.elapsed().as_nanos() as u64;
         // Store the time before the count falls, both with Release, so that
         // a reader that sees the count at zero (Acquire) sees this time.
-        state.idle_since.store(now, Ordering::Release);
+        state.touch();
         if state.in_flight.fetch_sub(1, Ordering::Release) == 1 {
             state.idle.notify(usize::MAX);
         }
@@ -124,7 +143,8 @@ impl Drop for InFlight {
 
 pin_project_lite::pin_project! {
     /// A response body that keeps its request counted as in flight until
-    /// hyper drops it, which is after its last byte is written. Holds the
+    /// hyper drops it, once its last frame is queued (the writes that
+    /// follow keep the connection busy: see `TrackedIo`). Holds the
     /// service's body in place: boxed once, with it, as hyper's body.
     struct Tracked<B> {
         #[pin]
@@ -277,6 +297,17 @@ impl<I> TrackedIo<I> {
     fn cut_write(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
         Self::cut(&self.state, &self.forced, &mut self.write_waiter, cx)
     }
+
+    /// A write that went out after the last response's body was dropped is
+    /// that response's tail: the connection is not idle yet.
+    fn wrote(&self, written: &Poll<io::Result<usize>>) {
+        // Relaxed: a request in flight keeps the connection busy anyway.
+        if let Poll::Ready(Ok(1..)) = written {
+            if self.state.in_flight.load(Ordering::Relaxed) == 0 {
+                self.state.touch();
+            }
+        }
+    }
 }
 
 impl<I: Read + Unpin> Read for TrackedIo<I> {
@@ -301,7 +332,9 @@ impl<I: Write + Unpin> Write for TrackedIo<I> {
         if let Some(error) = self.cut_write(cx) {
             return Poll::Ready(Err(error));
         }
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -312,7 +345,9 @@ impl<I: Write + Unpin> Write for TrackedIo<I> {
         if let Some(error) = self.cut_write(cx) {
             return Poll::Ready(Err(error));
         }
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -441,7 +476,7 @@ impl<T: Timer> Watch<T> {
             }
             return self.begin_drain();
         }
-        let now = Instant::now();
+        let now = self.timer.now();
         match self
             .phase
             .next(self.state.idle_for(now), self.h2(), self.idle_grace, now)
@@ -480,7 +515,7 @@ impl<T: Timer> Watch<T> {
                 self.head = None;
                 return false;
             }
-            let now = Instant::now();
+            let now = self.timer.now();
             let left = match state.idle_for(now) {
                 // A request in flight: its end starts the wait again.
                 None => head.timeout,
@@ -496,7 +531,7 @@ impl<T: Timer> Watch<T> {
     /// finish, no new ones start); HTTP/1 waits to be idle.
     fn begin_drain(&mut self) -> Step {
         if self.h2() {
-            self.phase = Phase::ShuttingDown(Instant::now());
+            self.phase = Phase::ShuttingDown(self.timer.now());
             Step::Shutdown
         } else {
             self.phase = Phase::Draining;
@@ -509,7 +544,7 @@ impl<T: Timer> Watch<T> {
     fn await_idle(&mut self, cx: &mut Context<'_>) -> Step {
         self.sleep = None;
         let state = &self.state;
-        let idle = || state.idle_for(Instant::now()).is_some();
+        let idle = || state.idle_for(state.now()).is_some();
         if self.idle_waiter.poll(cx, &state.idle, idle).is_ready() {
             return Step::Again;
         }

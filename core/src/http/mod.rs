@@ -68,7 +68,7 @@ use hyper::rt::Timer;
 use hyper_util::server::conn::auto;
 
 use self::accept::{AcceptError, Backoff};
-use self::connection::{serve_connection, ConnState, ConnectionService, TrackedIo};
+use self::connection::{serve_connection, Clock, ConnState, ConnectionService, TrackedIo};
 use crate::latch::Latch;
 use crate::stop::{Stop, StopTrigger};
 use crate::tasks::TaskTracker;
@@ -261,6 +261,11 @@ impl<R: HttpRuntime> Server<R> {
     /// and `IdleTimeout` together). It costs one timer per connection, set
     /// again only when it rings, not one per request.
     ///
+    /// A response still being written counts as activity, however slowly
+    /// its client reads. A limit: a handler that answers before it has
+    /// read the request's body, and reads it afterwards, has the timeout
+    /// from its answer for the rest of the upload.
+    ///
     /// `None` turns it off, which lets a client that sends nothing hold a
     /// connection (and a file descriptor) until the stop.
     pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
@@ -358,10 +363,12 @@ impl<R: HttpRuntime> Server<R> {
         // Handlers see the group's stop, and the server's own when it ends
         // by itself (a fatal accept error).
         let (handler_stop, server_stop) = stop.child();
+        let timer = self.timer.clone();
         let drain = Drain {
             closing: Latch::new(),
             forced: Latch::new(),
             server_stop,
+            clock: Arc::new(move || timer.now()),
         };
         let connections = TaskTracker::new();
         let builder = Arc::new(self.builder());
@@ -396,7 +403,7 @@ impl<R: HttpRuntime> Server<R> {
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
         S: HttpService,
     {
-        let state = ConnState::new(drain.closing.clone());
+        let state = ConnState::new(drain.closing.clone(), drain.clock.clone());
         let io = TrackedIo::new(io, connections.token(), state.clone(), &drain.forced);
         let service = ConnectionService {
             inner: service.clone(),
@@ -537,6 +544,8 @@ struct Drain {
     forced: Arc<Latch>,
     /// The handlers' stop, as far as the server is concerned.
     server_stop: StopTrigger,
+    /// The timer's clock, for the connections' idle times.
+    clock: Clock,
 }
 
 impl Drop for Drain {
