@@ -246,6 +246,9 @@ impl Future for Reporting {
                 }
             }
         };
+        // This task's waker would keep the task's memory until the last
+        // task ends; it has nothing more to be woken for.
+        drop(this.collector.wakers[this.slot].take());
         // Never full: the channel has a slot per member (guarantee 4).
         if let Some(exit) = exit {
             let _ = this.collector.tx.try_send(exit);
