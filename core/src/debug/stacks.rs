@@ -57,9 +57,11 @@ struct Stacks {
 impl Stacks {
     fn add(&mut self, sample: Sample<'_>) {
         // The stack from the interrupted frame on, without the handler's.
+        // The unwinder did not reach the interrupted frame: the
+        // instruction alone, rather than the handler's own frames.
         let stack = match sample.stack.iter().position(|&ip| ip == sample.pc) {
             Some(interrupted) => &sample.stack[interrupted..],
-            None => sample.stack,
+            None => std::slice::from_ref(&sample.pc),
         };
         *self
             .counts
