@@ -193,6 +193,8 @@ pub fn bad_requests_get_clear_errors<N: Net>() {
 /// no body (so the connection stays usable for the next request), and no
 /// profile taken for the profile routes.
 pub fn every_get_route_answers_head<N: Net>() {
+    // It checks that no profile runs: none of the other tests' either.
+    let _turn = profiler_turn();
     let (group, addr, _debug) = debug_serving::<N>(Config::default());
     let handle = group.stop_handle();
     let run = start::<N>(group);
