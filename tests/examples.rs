@@ -441,37 +441,10 @@ fn hello_tokio_serves_heap_and_cpu_profiles_that_go_tool_pprof_reads() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_cpu_profile_of_hello_tokio_under_load_names_its_functions_in_go_tool_pprof() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     common::bounded(|| {
         let go = common::debian_tool("go", "golang-go");
         let mut program = Program::start("hello_tokio", &[]);
-        let app = program.app;
-        let done = Arc::new(AtomicBool::new(false));
-        let answered = Arc::new(AtomicUsize::new(0));
-        // Clients on keep-alive connections, each sending its next request
-        // as soon as the last is answered.
-        let clients: Vec<_> = (0..4)
-            .map(|_| {
-                let (done, answered) = (done.clone(), answered.clone());
-                thread::spawn(move || {
-                    let mut client = Client::connect(app).unwrap();
-                    while !done.load(Ordering::Relaxed) {
-                        assert_eq!(client.get("/").unwrap().status, 200);
-                        answered.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        while answered.load(Ordering::Relaxed) < 100 {
-            thread::sleep(Duration::from_millis(10));
-        }
-        let profile = get(program.debug, "/debug/pprof/profile?seconds=2");
-        done.store(true, Ordering::Relaxed);
-        for client in clients {
-            client.join().unwrap();
-        }
+        let (profile, answered) = profile_under_load(&program);
         assert_eq!(profile.status, 200, "{}", profile.text());
 
         let directory =
@@ -491,14 +464,119 @@ fn a_cpu_profile_of_hello_tokio_under_load_names_its_functions_in_go_tool_pprof(
                         .any(|ours| function.contains(ours))
                 }),
                 "no function of tokio, hyper or allstop in the profile read with \
-                 {binary:?} ({} requests answered meanwhile):\n{top}",
-                answered.load(Ordering::Relaxed)
+                 {binary:?} ({answered} requests answered meanwhile):\n{top}"
             );
         }
         let _ = std::fs::remove_dir_all(&directory);
         program.signal("TERM");
         assert_eq!(program.wait().code(), Some(0), "{}", program.stderr());
     });
+}
+
+/// A stripped program (no symbol table: its own frames have no name in
+/// it) gives a profile whose unnamed frames carry their addresses, in the
+/// mappings they lie in, the program's first: what `go tool pprof` needs to
+/// name them from the unstripped binary and its debug information. (Naming
+/// them takes `go tool pprof` over a minute on a debug build, so the test
+/// reads the addresses and mappings, and a name check runs on the
+/// unstripped program above.)
+#[cfg(target_os = "linux")]
+#[test]
+fn a_cpu_profile_of_a_stripped_program_carries_addresses_and_mappings() {
+    common::bounded(|| {
+        let go = common::debian_tool("go", "golang-go");
+        let directory =
+            std::env::temp_dir().join(format!("allstop-pprof-stripped-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let stripped = directory.join("hello_tokio");
+        let status = Command::new("objcopy")
+            .arg("--strip-all")
+            .arg(binary("hello_tokio"))
+            .arg(&stripped)
+            .status()
+            .unwrap();
+        assert!(status.success(), "objcopy --strip-all failed");
+        let mut program = Program::start_binary(&stripped, &[]);
+        let (profile, _answered) = profile_under_load(&program);
+        assert_eq!(profile.status, 200, "{}", profile.text());
+        // Read as it is, the stripped program's own frames have no names.
+        let top = pprof_top(&go, &directory, &profile.body, None);
+        assert!(
+            !top_functions(&top)
+                .iter()
+                .any(|function| { !function.starts_with('[') && function.contains("tokio") }),
+            "the stripped program named its frames:\n{top}"
+        );
+        // Its first mapping is the program, and frames lie in it by address.
+        let file = directory.join("profile.pb.gz");
+        std::fs::write(&file, &profile.body).unwrap();
+        let output = Command::new(&go)
+            .args(["tool", "pprof", "-raw", "-symbolize=none"])
+            .arg(&file)
+            .env("HOME", &directory)
+            .output()
+            .unwrap();
+        let raw = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{raw}");
+        let first_mapping = raw
+            .lines()
+            .skip_while(|line| *line != "Mappings")
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            first_mapping.starts_with("1: 0x")
+                && first_mapping
+                    .trim_end()
+                    .ends_with(&*stripped.to_string_lossy()),
+            "{raw}"
+        );
+        let in_program = raw
+            .lines()
+            .skip_while(|line| *line != "Locations")
+            .filter(|line| line.contains(": 0x") && line.trim_end().ends_with("M=1"))
+            .count();
+        assert!(
+            in_program > 10,
+            "{in_program} frames by address in the program:\n{raw}"
+        );
+        let _ = std::fs::remove_dir_all(&directory);
+        program.signal("TERM");
+        assert_eq!(program.wait().code(), Some(0), "{}", program.stderr());
+    });
+}
+
+/// A 2 s CPU profile of `program` while four clients keep it busy on
+/// keep-alive connections, each sending its next request as soon as the
+/// last is answered; and how many requests were answered meanwhile.
+#[cfg(target_os = "linux")]
+fn profile_under_load(program: &Program) -> (client::Response, usize) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let app = program.app;
+    let done = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (done, answered) = (done.clone(), answered.clone());
+            thread::spawn(move || {
+                let mut client = Client::connect(app).unwrap();
+                while !done.load(Ordering::Relaxed) {
+                    assert_eq!(client.get("/").unwrap().status, 200);
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    while answered.load(Ordering::Relaxed) < 100 {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let profile = get(program.debug, "/debug/pprof/profile?seconds=2");
+    done.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    (profile, answered.load(Ordering::Relaxed))
 }
 
 /// `go tool pprof -top` on `profile` (written into `directory`, also its

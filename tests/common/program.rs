@@ -58,7 +58,25 @@ pub struct Program {
 
 impl Program {
     pub fn spawn(example: &str, app: SocketAddr, debug: SocketAddr, extra: &[&str]) -> Program {
-        let mut child = Command::new(binary(example))
+        Program::spawn_binary(&binary(example), app, debug, extra)
+    }
+
+    /// Starts the example binary at `path` (a copy, say) and waits until
+    /// both servers answer.
+    pub fn start_binary(path: &std::path::Path, extra: &[&str]) -> Program {
+        let program = Program::spawn_binary(path, free_port(), free_port(), extra);
+        program.wait_answering(program.app, "/");
+        program.wait_answering(program.debug, "/healthz");
+        program
+    }
+
+    fn spawn_binary(
+        path: &std::path::Path,
+        app: SocketAddr,
+        debug: SocketAddr,
+        extra: &[&str],
+    ) -> Program {
+        let mut child = Command::new(path)
             .arg("--app")
             .arg(app.to_string())
             .arg("--debug")

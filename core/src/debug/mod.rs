@@ -24,8 +24,11 @@
 //! shutdown. Profiles are taken and encoded on a thread of their own, off
 //! the async threads. On Linux (x86-64, AArch64) a profile costs a few MiB
 //! while it runs and nearly nothing after: frames are named from the symbol
-//! tables only (no line numbers, no inlined frames); elsewhere pprof-rs
-//! takes it, at some 100 MiB kept.
+//! tables only (no line numbers, no inlined frames), and a frame they
+//! cannot name (a stripped program) keeps its address and the mapping it
+//! lies in, which `go tool pprof` names given the unstripped binary and its
+//! debug information (`go tool pprof ./program profile.pb.gz`); elsewhere
+//! pprof-rs takes it, at some 100 MiB kept.
 //!
 //! Heap profiles need two items in the application's main file, beside
 //! `tikv-jemallocator` with its `profiling` feature:

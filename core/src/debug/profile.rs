@@ -137,7 +137,7 @@ pub(crate) fn encode(report: &pprof::Report, format: Format) -> Result<Vec<u8>, 
             let mut profile = report
                 .pprof()
                 .map_err(|error| format!("cannot encode the profile: {error}"))?;
-            names_are_final(&mut profile);
+            place_locations(&mut profile, &executable_mappings());
             if report.data.is_empty() {
                 // A valid profile with no samples, and a comment saying why.
                 profile.string_table.push(NO_SAMPLES.to_owned());
@@ -161,22 +161,113 @@ pub(crate) fn encode(report: &pprof::Report, format: Format) -> Result<Vec<u8>, 
     }
 }
 
-/// Marks every location's frames as named already: one mapping, with
-/// functions, that every location belongs to. Without it `go tool pprof`,
-/// given the program's binary, looks the locations up in it again by
-/// address, and the samples carry names, not addresses.
-fn names_are_final(profile: &mut pprof::protos::Profile) {
-    if !profile.mapping.is_empty() {
-        return;
+/// A file mapped executable into this process: `[start, end)` holds the
+/// file's bytes from `offset` on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Executable {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) offset: u64,
+    pub(crate) path: String,
+}
+
+/// The process's executable mappings, the program's own first (`go tool
+/// pprof` takes the first mapping for the program).
+fn executable_mappings() -> Vec<Executable> {
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    {
+        let program = std::env::current_exe()
+            .ok()
+            .map(|path| path.to_string_lossy().into_owned());
+        let mut mappings: Vec<Executable> = super::symbolize::mappings()
+            .into_iter()
+            .filter(|m| m.path.starts_with('/'))
+            .map(|m| Executable {
+                start: m.start,
+                end: m.end,
+                offset: m.offset,
+                path: m.path,
+            })
+            .collect();
+        mappings.sort_by_key(|m| Some(&m.path) != program.as_ref());
+        mappings
     }
-    profile.mapping.push(pprof::protos::Mapping {
-        id: 1,
-        memory_limit: u64::MAX,
-        has_functions: true,
-        ..Default::default()
-    });
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    Vec::new()
+}
+
+/// Says where each location's frame comes from, for `go tool pprof`:
+///
+/// - a frame with a name keeps it, in a mapping marked as having its
+///   functions, so that `go tool pprof`, given the program's binary, does
+///   not look it up again (the location has a name but no address);
+/// - a frame the symbol tables could not name (a stripped binary: its name
+///   is its address) gets its address and the real mapping it lies in,
+///   without functions, so that `go tool pprof` given the unstripped binary
+///   names it, with its line.
+fn place_locations(profile: &mut pprof::protos::Profile, executables: &[Executable]) {
+    use pprof::protos::Mapping;
+
+    let name_of = |location: &pprof::protos::Location| -> Option<u64> {
+        let line = location.line.first()?;
+        let function = profile.function.iter().find(|f| f.id == line.function_id)?;
+        let name = profile.string_table.get(function.name as usize)?;
+        u64::from_str_radix(name.strip_prefix("0x")?, 16).ok()
+    };
+    let unnamed: Vec<(usize, u64, usize)> = profile
+        .location
+        .iter()
+        .enumerate()
+        .filter_map(|(index, location)| {
+            let address = name_of(location)?;
+            let mapping = executables
+                .iter()
+                .position(|m| (m.start..m.end).contains(&address))?;
+            Some((index, address, mapping))
+        })
+        .collect();
+    let mapping_id = |profile: &mut pprof::protos::Profile, mapping: Mapping| {
+        let id = profile.mapping.len() as u64 + 1;
+        profile.mapping.push(Mapping { id, ..mapping });
+        id
+    };
+    // The real mappings first, the program's own at their head.
+    let mut ids = Vec::with_capacity(executables.len());
+    if !unnamed.is_empty() {
+        for executable in executables {
+            profile.string_table.push(executable.path.clone());
+            let filename = profile.string_table.len() as i64 - 1;
+            let mapping = Mapping {
+                memory_start: executable.start,
+                memory_limit: executable.end,
+                file_offset: executable.offset,
+                filename,
+                ..Default::default()
+            };
+            ids.push(mapping_id(profile, mapping));
+        }
+    }
+    let named = mapping_id(
+        profile,
+        Mapping {
+            has_functions: true,
+            ..Default::default()
+        },
+    );
     for location in &mut profile.location {
-        location.mapping_id = 1;
+        location.mapping_id = named;
+    }
+    for (index, address, mapping) in unnamed {
+        let location = &mut profile.location[index];
+        location.mapping_id = ids[mapping];
+        location.address = address;
+        location.line.clear();
     }
 }
 
@@ -211,6 +302,62 @@ mod tests {
         assert!(svg.starts_with("<?xml"), "{svg}");
         assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("no samples were taken"), "{svg}");
+    }
+
+    #[test]
+    fn a_named_frame_keeps_its_name_an_unnamed_one_gets_its_address_and_mapping() {
+        use pprof::protos::{Function, Line, Location, Profile};
+
+        let function = |id: u64, name: i64| Function {
+            id,
+            name,
+            ..Default::default()
+        };
+        let location = |id: u64| Location {
+            id,
+            line: vec![Line {
+                function_id: id,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut profile = Profile {
+            string_table: vec!["".into(), "main".into(), "0x1234".into(), "0x9999".into()],
+            function: vec![function(1, 1), function(2, 2), function(3, 3)],
+            location: vec![location(1), location(2), location(3)],
+            ..Default::default()
+        };
+        let program = Executable {
+            start: 0x1000,
+            end: 0x2000,
+            offset: 0x0,
+            path: "/usr/bin/program".into(),
+        };
+        let library = Executable {
+            start: 0x5000,
+            end: 0x6000,
+            offset: 0x1000,
+            path: "/usr/lib/library.so".into(),
+        };
+        place_locations(&mut profile, &[program, library]);
+        // The program's mapping first, the library's, then the named one.
+        let files: Vec<&str> = profile
+            .mapping
+            .iter()
+            .map(|m| profile.string_table[m.filename as usize].as_str())
+            .collect();
+        assert_eq!(files, ["/usr/bin/program", "/usr/lib/library.so", ""]);
+        assert_eq!(profile.mapping[0].memory_start, 0x1000);
+        assert!(!profile.mapping[0].has_functions && profile.mapping[2].has_functions);
+        // `main` keeps its name, in the named mapping, without an address.
+        let main = &profile.location[0];
+        assert_eq!((main.mapping_id, main.address, main.line.len()), (3, 0, 1));
+        // 0x1234 lies in the program: its address and mapping, no name.
+        let unnamed = &profile.location[1];
+        assert_eq!((unnamed.mapping_id, unnamed.address), (1, 0x1234));
+        assert!(unnamed.line.is_empty());
+        // 0x9999 lies in no mapping: left as it is, in the named mapping.
+        assert_eq!(profile.location[2].mapping_id, 3);
     }
 
     #[test]
