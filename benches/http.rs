@@ -17,12 +17,14 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 /// The servers, in the order the tables show them.
-pub const SERVERS: [&str; 8] = [
+pub const SERVERS: [&str; 10] = [
     "allstop on tokio",
     "allstop on tokio, no header-read timeout",
+    "allstop on tokio, no stop in requests",
     "bare hyper-util on tokio",
     "allstop on smol",
     "allstop on smol, no header-read timeout",
+    "allstop on smol, no stop in requests",
     "bare smol-hyper on smol",
     "axum Router on allstop (tokio)",
     "axum Router on axum::serve",
@@ -39,12 +41,12 @@ pub const DRAINERS: [&str; 3] = [
 /// The bare server each is compared with.
 pub fn baseline_of(name: &str) -> Option<&'static str> {
     match name {
-        "allstop on tokio" | "allstop on tokio, no header-read timeout" => {
-            Some("bare hyper-util on tokio")
-        }
-        "allstop on smol" | "allstop on smol, no header-read timeout" => {
-            Some("bare smol-hyper on smol")
-        }
+        "allstop on tokio"
+        | "allstop on tokio, no header-read timeout"
+        | "allstop on tokio, no stop in requests" => Some("bare hyper-util on tokio"),
+        "allstop on smol"
+        | "allstop on smol, no header-read timeout"
+        | "allstop on smol, no stop in requests" => Some("bare smol-hyper on smol"),
         "axum Router on allstop (tokio)" => Some("axum Router on axum::serve"),
         _ => None,
     }
@@ -66,10 +68,12 @@ fn report_stop(signalled: &Mutex<Option<Instant>>) {
 pub fn serve(kind: &str, port: u16) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     match kind {
-        "allstop on tokio" => allstop_tokio(addr, true),
-        "allstop on tokio, no header-read timeout" => allstop_tokio(addr, false),
-        "allstop on smol" => allstop_smol(addr, true),
-        "allstop on smol, no header-read timeout" => allstop_smol(addr, false),
+        "allstop on tokio" => allstop_tokio(addr, true, true),
+        "allstop on tokio, no header-read timeout" => allstop_tokio(addr, false, true),
+        "allstop on tokio, no stop in requests" => allstop_tokio(addr, true, false),
+        "allstop on smol" => allstop_smol(addr, true, true),
+        "allstop on smol, no header-read timeout" => allstop_smol(addr, false, true),
+        "allstop on smol, no stop in requests" => allstop_smol(addr, true, false),
         "bare hyper-util on tokio" => bare_tokio(addr),
         "bare smol-hyper on smol" => bare_smol(addr),
         "axum Router on allstop (tokio)" => axum_on_allstop(addr),
@@ -95,7 +99,7 @@ fn stop_clock(group: &mut allstop::Group) -> Arc<Mutex<Option<Instant>>> {
     signalled
 }
 
-fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
+fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool, stop_in_requests: bool) {
     use allstop::tokio::{signals, Tokio};
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -110,6 +114,7 @@ fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
     if !header_read_timeout {
         server = server.header_read_timeout(None);
     }
+    server = server.stop_in_requests(stop_in_requests);
     group.add(
         "app",
         server.serve_on(addr, hyper::service::service_fn(hello)),
@@ -120,7 +125,7 @@ fn allstop_tokio(addr: SocketAddr, header_read_timeout: bool) {
     assert!(report.is_success(), "{report}");
 }
 
-fn allstop_smol(addr: SocketAddr, header_read_timeout: bool) {
+fn allstop_smol(addr: SocketAddr, header_read_timeout: bool, stop_in_requests: bool) {
     use allstop::smol::{signals, Smol};
 
     let mut group = allstop::Group::on(Smol::new());
@@ -130,6 +135,7 @@ fn allstop_smol(addr: SocketAddr, header_read_timeout: bool) {
     if !header_read_timeout {
         server = server.header_read_timeout(None);
     }
+    server = server.stop_in_requests(stop_in_requests);
     group.add(
         "app",
         server.serve_on(addr, hyper::service::service_fn(hello)),

@@ -293,6 +293,25 @@ pub fn header_read_timeout_cuts_slow_senders<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
+// Handlers find the stop in their requests, unless the server was told not
+// to put it there (which saves its allocations).
+pub fn handlers_find_the_stop_unless_told_otherwise<N: Net>() {
+    for (stop_in_requests, expected) in [(None, "a stop"), (Some(false), "no stop")] {
+        let app = App::new();
+        let config = Config {
+            stop_in_requests,
+            ..Config::default()
+        };
+        let (group, addr) = serving::<N>(&app, config);
+        let handle = group.stop_handle();
+        let run = start::<N>(group);
+        let answer = Client::connect(addr).unwrap().get("/has-stop").unwrap();
+        assert_eq!(answer.text(), expected);
+        handle.stop("test");
+        assert!(run.join().unwrap().is_success());
+    }
+}
+
 // Bad input: a malformed request gets 400 and the server goes on serving.
 pub fn malformed_request_gets_400<N: Net>() {
     let app = App::new();

@@ -34,6 +34,7 @@ pub struct Config {
     pub backlog: Option<u32>,
     /// The listener fails for good after this many connections.
     pub fail_accept_after: Option<usize>,
+    pub stop_in_requests: Option<bool>,
 }
 
 impl Config {
@@ -50,6 +51,9 @@ impl Config {
         }
         if let Some(backlog) = self.backlog {
             server = server.backlog(backlog);
+        }
+        if let Some(on) = self.stop_in_requests {
+            server = server.stop_in_requests(on);
         }
         server
     }
@@ -230,6 +234,8 @@ impl App {
         let stop = || stop.clone().expect("the stop is a request extension");
         let body = match request.uri().path() {
             "/" => "hello",
+            "/has-stop" if request.extensions().get::<Stop>().is_some() => "a stop",
+            "/has-stop" => "no stop",
             "/slow" => {
                 self.entered.add();
                 self.gate.wait().await;

@@ -179,11 +179,11 @@ where
 
 /// The user's service, wrapped: counts requests in flight, marks responses
 /// `Connection: close` during the drain, and hands handlers the stop signal
-/// as a request extension.
+/// as a request extension (unless the server was told not to).
 pub(crate) struct ConnectionService<S> {
     pub(crate) inner: S,
     pub(crate) conn: Arc<ConnState>,
-    pub(crate) stop: Stop,
+    pub(crate) stop: Option<Stop>,
 }
 
 impl<S: HttpService> Service<Request<Incoming>> for ConnectionService<S> {
@@ -199,7 +199,9 @@ impl<S: HttpService> Service<Request<Incoming>> for ConnectionService<S> {
             // Relaxed: a hint for the connection task, re-read on each wake.
             self.conn.h2.store(true, Ordering::Relaxed);
         }
-        request.extensions_mut().insert(self.stop.clone());
+        if let Some(stop) = &self.stop {
+            request.extensions_mut().insert(stop.clone());
+        }
         // Holds the connection's state for the response, too: no other
         // reference is taken per request.
         let in_flight = self.conn.begin();

@@ -210,6 +210,7 @@ pub struct Server<R: HttpRuntime> {
     idle_grace: Duration,
     drain_timeout: Option<Duration>,
     backlog: u32,
+    stop_in_requests: bool,
 }
 
 impl<R: HttpRuntime> Clone for Server<R> {
@@ -229,6 +230,7 @@ impl<R: HttpRuntime> fmt::Debug for Server<R> {
             .field("idle_grace", &self.idle_grace)
             .field("drain_timeout", &self.drain_timeout)
             .field("backlog", &self.backlog)
+            .field("stop_in_requests", &self.stop_in_requests)
             .finish_non_exhaustive()
     }
 }
@@ -250,6 +252,7 @@ impl<R: HttpRuntime> Server<R> {
             idle_grace: Duration::from_millis(250),
             drain_timeout: None,
             backlog: DEFAULT_BACKLOG,
+            stop_in_requests: true,
         }
     }
 
@@ -294,6 +297,23 @@ impl<R: HttpRuntime> Server<R> {
     /// Default [`DEFAULT_BACKLOG`] (1024).
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.backlog = backlog;
+        self
+    }
+
+    /// Whether handlers find the [`Stop`] in their requests' extensions
+    /// (default `true`). A server whose handlers never look for it can turn
+    /// it off: the extension is three allocations per request (the
+    /// request's extension map, its table, the value), of the five the
+    /// server adds to hyper's (`BENCHMARKS.md`). A handler that looks for it
+    /// then finds none.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// let server = allstop::http::Server::on(allstop::tokio::Tokio::new()).stop_in_requests(false);
+    /// # }
+    /// ```
+    pub fn stop_in_requests(mut self, on: bool) -> Self {
+        self.stop_in_requests = on;
         self
     }
 
@@ -408,7 +428,7 @@ impl<R: HttpRuntime> Server<R> {
         let service = ConnectionService {
             inner: service.clone(),
             conn: state,
-            stop: handler_stop.clone(),
+            stop: self.stop_in_requests.then(|| handler_stop.clone()),
         };
         let connection = serve_connection(
             io,
