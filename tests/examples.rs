@@ -489,7 +489,8 @@ fn a_cpu_profile_of_a_stripped_program_carries_addresses_and_mappings() {
             std::env::temp_dir().join(format!("allstop-pprof-stripped-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
         let stripped = directory.join("hello_tokio");
-        let status = Command::new("objcopy")
+        let objcopy = common::debian_tool("objcopy", "binutils");
+        let status = Command::new(objcopy)
             .arg("--strip-all")
             .arg(binary("hello_tokio"))
             .arg(&stripped)

@@ -214,29 +214,7 @@ fn executable_mappings() -> Vec<Executable> {
 fn place_locations(profile: &mut pprof::protos::Profile, executables: &[Executable]) {
     use pprof::protos::Mapping;
 
-    let name_of = |location: &pprof::protos::Location| -> Option<u64> {
-        let line = location.line.first()?;
-        let function = profile.function.iter().find(|f| f.id == line.function_id)?;
-        let name = profile.string_table.get(function.name as usize)?;
-        u64::from_str_radix(name.strip_prefix("0x")?, 16).ok()
-    };
-    let unnamed: Vec<(usize, u64, usize)> = profile
-        .location
-        .iter()
-        .enumerate()
-        .filter_map(|(index, location)| {
-            let address = name_of(location)?;
-            let mapping = executables
-                .iter()
-                .position(|m| (m.start..m.end).contains(&address))?;
-            Some((index, address, mapping))
-        })
-        .collect();
-    let mapping_id = |profile: &mut pprof::protos::Profile, mapping: Mapping| {
-        let id = profile.mapping.len() as u64 + 1;
-        profile.mapping.push(Mapping { id, ..mapping });
-        id
-    };
+    let unnamed = unnamed_locations(profile, executables);
     // The real mappings first, the program's own at their head.
     let mut ids = Vec::with_capacity(executables.len());
     if !unnamed.is_empty() {
@@ -250,16 +228,14 @@ fn place_locations(profile: &mut pprof::protos::Profile, executables: &[Executab
                 filename,
                 ..Default::default()
             };
-            ids.push(mapping_id(profile, mapping));
+            ids.push(add_mapping(profile, mapping));
         }
     }
-    let named = mapping_id(
-        profile,
-        Mapping {
-            has_functions: true,
-            ..Default::default()
-        },
-    );
+    let named = Mapping {
+        has_functions: true,
+        ..Default::default()
+    };
+    let named = add_mapping(profile, named);
     for location in &mut profile.location {
         location.mapping_id = named;
     }
@@ -269,6 +245,41 @@ fn place_locations(profile: &mut pprof::protos::Profile, executables: &[Executab
         location.address = address;
         location.line.clear();
     }
+}
+
+/// The locations whose name is their address, with that address and the
+/// index of the executable mapping it lies in.
+fn unnamed_locations(
+    profile: &pprof::protos::Profile,
+    executables: &[Executable],
+) -> Vec<(usize, u64, usize)> {
+    let address_of = |location: &pprof::protos::Location| -> Option<u64> {
+        let line = location.line.first()?;
+        let function = profile.function.iter().find(|f| f.id == line.function_id)?;
+        let name = profile.string_table.get(function.name as usize)?;
+        u64::from_str_radix(name.strip_prefix("0x")?, 16).ok()
+    };
+    profile
+        .location
+        .iter()
+        .enumerate()
+        .filter_map(|(index, location)| {
+            let address = address_of(location)?;
+            let mapping = executables
+                .iter()
+                .position(|m| (m.start..m.end).contains(&address))?;
+            Some((index, address, mapping))
+        })
+        .collect()
+}
+
+/// Adds `mapping` to `profile` with the next id; the id.
+fn add_mapping(profile: &mut pprof::protos::Profile, mapping: pprof::protos::Mapping) -> u64 {
+    let id = profile.mapping.len() as u64 + 1;
+    profile
+        .mapping
+        .push(pprof::protos::Mapping { id, ..mapping });
+    id
 }
 
 fn empty_flamegraph() -> String {

@@ -137,43 +137,14 @@ impl Sampler {
             stopped: false,
             previous: None,
         };
-        for (i, pair) in BLOCKLIST.iter().enumerate() {
-            let (start, end) = blocklist.get(i).copied().unwrap_or((0, 0));
-            pair[0].store(start, Ordering::Relaxed);
-            pair[1].store(end, Ordering::Relaxed);
-        }
-        // Leftovers from an earlier profile cut short cannot exist
-        // (invariant 3), but a full table must not outlive its profile.
-        for slot in &SLOTS {
-            // Written only where needed: a page of the table never written
-            // stays out of memory.
-            if slot.state.load(Ordering::Relaxed) != FREE {
-                slot.state.store(FREE, Ordering::Relaxed);
-            }
-        }
-        DROPPED.store(0, Ordering::Relaxed);
+        reset_table(blocklist);
         ENABLED.store(true, Ordering::SeqCst);
-
-        // SAFETY: `on_sigprof` has the signature `SA_SIGINFO` asks for and
-        // is async-signal-safe (module docs); the `sigaction` struct is
-        // zeroed, then its mask emptied by `sigemptyset`, so every field is
-        // valid.
-        // SAFETY: `sigaction` is plain data, valid all zeroes; the kernel
-        // writes the action it replaces into it before it is read.
-        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
-        let installed = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigprof as *const () as libc::sighandler_t;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGPROF, &action, &mut previous)
-        };
-        if installed == 0 {
-            sampler.previous = Some(previous);
-        } else {
-            let error = io::Error::last_os_error();
-            sampler.stop();
-            return Err(error);
+        match install_handler() {
+            Ok(previous) => sampler.previous = Some(previous),
+            Err(error) => {
+                sampler.stop();
+                return Err(error);
+            }
         }
         let period = period(frequency);
         let timer = libc::itimerval {
@@ -270,6 +241,47 @@ impl Drop for Sampler {
         self.stop();
         // Release pairs with the Acquire in `start`.
         ACTIVE.store(false, Ordering::Release);
+    }
+}
+
+/// Fills the blocklist and empties the table, before a profile.
+fn reset_table(blocklist: &[(u64, u64)]) {
+    for (i, pair) in BLOCKLIST.iter().enumerate() {
+        let (start, end) = blocklist.get(i).copied().unwrap_or((0, 0));
+        pair[0].store(start, Ordering::Relaxed);
+        pair[1].store(end, Ordering::Relaxed);
+    }
+    // Leftovers from an earlier profile cut short cannot exist (invariant
+    // 3), but a full table must not outlive its profile.
+    for slot in &SLOTS {
+        // Written only where needed: a page of the table never written
+        // stays out of memory.
+        if slot.state.load(Ordering::Relaxed) != FREE {
+            slot.state.store(FREE, Ordering::Relaxed);
+        }
+    }
+    DROPPED.store(0, Ordering::Relaxed);
+}
+
+/// Makes `on_sigprof` the handler of `SIGPROF`; the action it replaces.
+fn install_handler() -> io::Result<libc::sigaction> {
+    // SAFETY: `sigaction` is plain data, valid all zeroes; the kernel
+    // writes the action it replaces into it before it is read.
+    let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: `on_sigprof` has the signature `SA_SIGINFO` asks for and is
+    // async-signal-safe (module docs); the `sigaction` struct is zeroed,
+    // then its mask emptied by `sigemptyset`, so every field is valid.
+    let installed = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigprof as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGPROF, &action, &mut previous)
+    };
+    if installed == 0 {
+        Ok(previous)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
