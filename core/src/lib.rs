@@ -55,6 +55,7 @@ mod report;
 mod restart;
 mod run;
 mod runtime;
+mod signals;
 mod stage;
 mod state;
 mod stop;
@@ -71,6 +72,7 @@ pub use observer::{Event, MemberState, MemberStatus, Observer, StageStatus, Stat
 pub use report::{CancelReason, GroupFailed, MemberReport, Outcome, Report, StageReport};
 pub use restart::Restart;
 pub use runtime::{Runtime, Timer};
+pub use signals::Signals;
 pub use stage::Stage;
 pub use stop::{Stop, StopHandle, StopTrigger};
 pub use tasks::{TaskToken, TaskTracker};

@@ -34,5 +34,6 @@ pub mod http;
 mod runtime;
 mod signals;
 
+pub use allstop_core::Signals;
 pub use runtime::{Smol, SmolSleep, SmolTask};
-pub use signals::{signals, Signals};
+pub use signals::signals;

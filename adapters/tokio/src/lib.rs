@@ -35,5 +35,6 @@ pub mod http;
 mod runtime;
 mod signals;
 
+pub use allstop_core::Signals;
 pub use runtime::{Tokio, TokioTask};
-pub use signals::{signals, Signals};
+pub use signals::signals;

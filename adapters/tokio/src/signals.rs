@@ -1,11 +1,6 @@
 //! Stopping a group on SIGINT or SIGTERM.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use allstop_core::Stop;
+use allstop_core::{Signals, Stop};
 
 /// A member that stops the group on SIGINT (Ctrl-C) or SIGTERM, with the
 /// signal as the cause (`stop requested: SIGTERM received`); a second signal
@@ -32,61 +27,32 @@ use allstop_core::Stop;
 /// process by itself. On platforms other than Unix only Ctrl-C is handled. If
 /// the handlers cannot be installed the member fails, which stops the group.
 pub fn signals() -> impl FnOnce(Stop) -> Signals + Send + 'static {
-    |stop: Stop| Signals {
-        listening: Box::pin(listen(stop)),
-    }
+    |stop: Stop| Signals::new(stop, install())
 }
 
-/// The future of the [`signals`] member: listens for signals until it is
-/// dropped, and fails only if the handlers cannot be installed. The same
-/// type, by the same name, in both adapters.
-#[must_use = "futures do nothing unless polled"]
-pub struct Signals {
-    listening: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
-}
-
-impl fmt::Debug for Signals {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signals").finish_non_exhaustive()
-    }
-}
-
-impl Future for Signals {
-    type Output = std::io::Result<()>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.listening.as_mut().poll(cx)
-    }
-}
-
+/// SIGINT's and SIGTERM's listeners, as a stream of their names.
 #[cfg(unix)]
-async fn listen(stop: Stop) -> std::io::Result<()> {
+async fn install() -> std::io::Result<impl futures::Stream<Item = std::io::Result<&'static str>>> {
+    use std::task::Poll;
     use tokio::signal::unix::{signal, SignalKind};
 
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let handle = stop.handle();
-    loop {
-        let name = std::future::poll_fn(|cx| {
-            if interrupt.poll_recv(cx).is_ready() {
-                std::task::Poll::Ready("SIGINT")
-            } else if terminate.poll_recv(cx).is_ready() {
-                std::task::Poll::Ready("SIGTERM")
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-        .await;
-        // The first request begins the stop; the second cuts the grace short.
-        handle.stop(format!("{name} received"));
-    }
+    Ok(futures::stream::poll_fn(move |cx| {
+        if interrupt.poll_recv(cx).is_ready() {
+            Poll::Ready(Some(Ok("SIGINT")))
+        } else if terminate.poll_recv(cx).is_ready() {
+            Poll::Ready(Some(Ok("SIGTERM")))
+        } else {
+            Poll::Pending
+        }
+    }))
 }
 
+/// Ctrl-C, as a stream of its name.
 #[cfg(not(unix))]
-async fn listen(stop: Stop) -> std::io::Result<()> {
-    let handle = stop.handle();
-    loop {
-        tokio::signal::ctrl_c().await?;
-        handle.stop("Ctrl-C received");
-    }
+async fn install() -> std::io::Result<impl futures::Stream<Item = std::io::Result<&'static str>>> {
+    Ok(futures::stream::unfold((), |()| async {
+        Some((tokio::signal::ctrl_c().await.map(|()| "Ctrl-C"), ()))
+    }))
 }
