@@ -231,3 +231,49 @@ fn the_head_deadline_keeps_to_a_paused_tokio_clock() {
         });
     });
 }
+
+/// A server on `Tokio::with_handle(handle)` runs its connections on that
+/// runtime, as its members would be, and as a server on
+/// `Smol::with_executor` runs them on that executor: here the handler
+/// answers from a worker of the given runtime, not of the one serving.
+#[cfg(feature = "tokio")]
+#[test]
+fn a_server_on_a_given_tokio_runtime_runs_its_connections_there() {
+    common::bounded(|| {
+        let given = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("the-given-runtime")
+            .enable_all()
+            .build()
+            .unwrap();
+        let serving = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let thread_name = hyper::service::service_fn(|_request| async {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from(name),
+            )))
+        });
+        let server =
+            allstop::http::Server::on(allstop::tokio::Tokio::with_handle(given.handle().clone()));
+        let (listener, addr) = cases::bound();
+        let (stop, handle) = {
+            let group = allstop::Group::new();
+            (group.stop_handle().stop_signal(), group.stop_handle())
+        };
+        let served = std::thread::spawn(move || {
+            serving.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let listener = allstop::tokio::http::TcpListener::from(listener);
+                server.serve(listener, thread_name, stop).await
+            })
+        });
+        let answer = client::Client::connect(addr).unwrap().get("/").unwrap();
+        assert_eq!(answer.text(), "the-given-runtime");
+        handle.stop("test");
+        served.join().unwrap().unwrap();
+    });
+}

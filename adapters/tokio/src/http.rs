@@ -8,20 +8,20 @@ use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use allstop_core::http::{HttpRuntime, ServeError};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::Tokio;
 
-/// Connections run as tokio tasks (`tokio::spawn`, on the runtime that
-/// serves), timeouts on tokio's timer, and the server binds a
+/// Connections run as tasks of this runtime (the given one, or the
+/// current one), timeouts on tokio's timer, and the server binds a
 /// [`TcpListener`].
 impl HttpRuntime for Tokio {
-    type Executor = TokioExecutor;
+    type Executor = Tokio;
     type Timer = TokioTimer;
     type Listener = TcpListener;
 
-    fn executor(&self) -> TokioExecutor {
-        TokioExecutor::new()
+    fn executor(&self) -> Tokio {
+        self.clone()
     }
 
     fn timer(&self) -> TokioTimer {

@@ -114,6 +114,18 @@ impl allstop_core::Runtime for Tokio {
     }
 }
 
+/// hyper's executor, for the server's connections and HTTP/2 streams: on
+/// the same runtime as the members, the given one or the current one.
+impl<F> hyper::rt::Executor<F> for Tokio
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.handle().spawn(future);
+    }
+}
+
 impl allstop_core::Timer for Tokio {
     type Sleep = tokio::time::Sleep;
 
