@@ -31,7 +31,7 @@ pub(crate) struct Latch {
 
 impl Latch {
     /// A latch with an event of its own.
-    #[cfg(any(feature = "http", test))]
+    #[cfg(test)]
     pub(crate) fn new() -> Arc<Self> {
         Latch::on(&Arc::new(Event::new()))
     }

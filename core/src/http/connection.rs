@@ -42,9 +42,9 @@ use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::server::conn::auto;
 
+use super::flag::{Flag, FlagWaiter};
 use super::{Executor, HttpService, ResponseBody, ServiceFuture};
 use crate::error::BoxError;
-use crate::latch::Latch;
 use crate::stop::Stop;
 use crate::tasks::TaskToken;
 use crate::waiter::Waiter;
@@ -77,11 +77,11 @@ pub(crate) struct ConnState {
     /// the drain begins once the listener is closed, so a client told to
     /// close reconnects to a closed port (refused: nothing sent, nothing
     /// lost) rather than into a backlog about to be reset.
-    closing: Arc<Latch>,
+    closing: Arc<Flag>,
 }
 
 impl ConnState {
-    pub(crate) fn new(closing: Arc<Latch>, clock: Clock) -> Arc<Self> {
+    pub(crate) fn new(closing: Arc<Flag>, clock: Clock) -> Arc<Self> {
         Arc::new(ConnState {
             closing,
             born: clock(),
@@ -253,22 +253,22 @@ fn without_body<B: Body>(response: Response<B>, in_flight: InFlight) -> Response
 pub(crate) struct TrackedIo<I> {
     io: I,
     state: Arc<ConnState>,
-    forced: Arc<Latch>,
+    forced: Arc<Flag>,
     /// One for reads, one for writes: a handler may read and write from
     /// two tasks, and each must be woken by the force.
-    read_waiter: Waiter,
-    write_waiter: Waiter,
+    read_waiter: FlagWaiter,
+    write_waiter: FlagWaiter,
     _token: TaskToken,
 }
 
 impl<I> TrackedIo<I> {
-    pub(crate) fn new(io: I, token: TaskToken, state: Arc<ConnState>, forced: &Arc<Latch>) -> Self {
+    pub(crate) fn new(io: I, token: TaskToken, state: Arc<ConnState>, forced: &Arc<Flag>) -> Self {
         TrackedIo {
             io,
             state,
             forced: forced.clone(),
-            read_waiter: Waiter::new(),
-            write_waiter: Waiter::new(),
+            read_waiter: FlagWaiter::default(),
+            write_waiter: FlagWaiter::default(),
             _token: token,
         }
     }
@@ -277,8 +277,8 @@ impl<I> TrackedIo<I> {
     /// registers `waiter` to be woken when it is.
     fn cut(
         state: &ConnState,
-        forced: &Latch,
-        waiter: &mut Waiter,
+        forced: &Flag,
+        waiter: &mut FlagWaiter,
         cx: &mut Context<'_>,
     ) -> Option<io::Error> {
         // Relaxed: set by the response that upgraded, before hyper hands
@@ -454,15 +454,15 @@ struct Watch<T: Timer> {
     state: Arc<ConnState>,
     timer: T,
     idle_grace: Duration,
-    forced: Arc<Latch>,
+    forced: Arc<Flag>,
     phase: Phase,
     /// The next request head's deadline; gone once the connection is
     /// HTTP/2 with a request, or upgraded.
     head: Option<HeadDeadline>,
     /// The drain's current sleep (see [`Next::Sleep`]).
     sleep: Option<Pin<Box<dyn Sleep>>>,
-    closing_waiter: Waiter,
-    forced_waiter: Waiter,
+    closing_waiter: FlagWaiter,
+    forced_waiter: FlagWaiter,
     idle_waiter: Waiter,
 }
 
@@ -582,7 +582,7 @@ pub(crate) async fn serve_connection<I, S, E, T>(
     timer: T,
     head_timeout: Option<Duration>,
     idle_grace: Duration,
-    forced: Arc<Latch>,
+    forced: Arc<Flag>,
 ) where
     I: Read + Write + Unpin + Send + 'static,
     S: HttpService,
@@ -600,8 +600,8 @@ pub(crate) async fn serve_connection<I, S, E, T>(
         forced,
         phase: Phase::Serving,
         sleep: None,
-        closing_waiter: Waiter::new(),
-        forced_waiter: Waiter::new(),
+        closing_waiter: FlagWaiter::default(),
+        forced_waiter: FlagWaiter::default(),
         idle_waiter: Waiter::new(),
     };
     let conn = builder.serve_connection_with_upgrades(io, service);

@@ -53,6 +53,7 @@
 
 mod accept;
 mod connection;
+mod flag;
 mod service;
 
 use std::fmt;
@@ -69,7 +70,7 @@ use hyper_util::server::conn::auto;
 
 use self::accept::{AcceptError, Backoff};
 use self::connection::{serve_connection, Clock, ConnState, ConnectionService, TrackedIo};
-use crate::latch::Latch;
+use self::flag::Flag;
 use crate::stop::{Stop, StopTrigger};
 use crate::tasks::TaskTracker;
 
@@ -385,8 +386,8 @@ impl<R: HttpRuntime> Server<R> {
         let (handler_stop, server_stop) = stop.child();
         let timer = self.timer.clone();
         let drain = Drain {
-            closing: Latch::new(),
-            forced: Latch::new(),
+            closing: Flag::new(),
+            forced: Flag::new(),
             server_stop,
             clock: Arc::new(move || timer.now()),
         };
@@ -559,9 +560,9 @@ impl<R: HttpRuntime> Server<R> {
 struct Drain {
     /// Set once the server stops accepting: responses close their
     /// connections from then on, idle connections close.
-    closing: Arc<Latch>,
+    closing: Arc<Flag>,
     /// Set when the drain is cut short: every connection is dropped.
-    forced: Arc<Latch>,
+    forced: Arc<Flag>,
     /// The handlers' stop, as far as the server is concerned.
     server_stop: StopTrigger,
     /// The timer's clock, for the connections' idle times.

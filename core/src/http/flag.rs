@@ -1,0 +1,168 @@
+//! A one-way flag with an event of its own, for the server's drain: every
+//! connection watches it on each of its wakes, so its waiters register
+//! once rather than on every poll, as a [`Latch`](crate::latch::Latch)'s
+//! must (its event may be shared, so a listener notified does not mean the
+//! latch is set).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use event_listener::{Event, EventListener};
+
+/// A flag with an event of its own, for flags that many tasks poll on each
+/// of their wakes (the HTTP server's drain, which every connection
+/// watches): a [`FlagWaiter`] registers its task once, where a latch's
+/// waiter polls its listener, taking the event's lock, on every poll.
+///
+/// # Invariants
+///
+/// 1. `set` goes from `false` to `true` once and never back.
+/// 2. The event is this flag's alone (never shared, never chained), and
+///    notified only by the call that sets the flag: a listener of it is
+///    notified only once the flag is set.
+/// 3. A waiter whose listener was registered with a waker that wakes the
+///    polling task need not register again: the flag is checked first, and
+///    a set after that check wakes that waker (2).
+#[derive(Debug, Default)]
+pub(crate) struct Flag {
+    set: AtomicBool,
+    event: Event,
+}
+
+impl Flag {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Sets the flag; returns whether this call set it.
+    pub(crate) fn set(&self) -> bool {
+        // AcqRel: whoever sees the flag (Acquire in `is_set`) sees what the
+        // setter did before setting it.
+        let first = !self.set.swap(true, Ordering::AcqRel);
+        if first {
+            self.event.notify(usize::MAX);
+        }
+        first
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Ready once the flag is set.
+    pub(crate) fn poll_set(&self, cx: &mut Context<'_>, waiter: &mut FlagWaiter) -> Poll<()> {
+        loop {
+            if self.is_set() {
+                *waiter = FlagWaiter::default();
+                return Poll::Ready(());
+            }
+            match waiter {
+                // Registered with this task already (invariant 3).
+                FlagWaiter {
+                    listener: Some(_),
+                    waker: Some(waker),
+                } if waker.will_wake(cx.waker()) => return Poll::Pending,
+                FlagWaiter {
+                    listener: Some(listener),
+                    waker,
+                } => {
+                    if Pin::new(listener).poll(cx).is_pending() {
+                        *waker = Some(cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                    // Notified, so set (invariant 2): checked above.
+                    *waiter = FlagWaiter::default();
+                }
+                FlagWaiter { listener: None, .. } => {
+                    waiter.listener = Some(self.event.listen());
+                }
+            }
+        }
+    }
+}
+
+/// One task's wait on a [`Flag`]: its listener, and the waker it was
+/// registered with.
+#[derive(Debug, Default)]
+pub(crate) struct FlagWaiter {
+    listener: Option<EventListener>,
+    waker: Option<Waker>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A waker that counts its wakes.
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    #[test]
+    fn a_waiter_polled_again_by_its_task_is_woken_by_the_set() {
+        let flag = Flag::new();
+        let mut waiter = FlagWaiter::default();
+        let (count, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..3 {
+            assert!(flag.poll_set(&mut cx, &mut waiter).is_pending());
+        }
+        assert!(flag.set());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(flag.poll_set(&mut cx, &mut waiter).is_ready());
+        assert!(!flag.set(), "set twice");
+    }
+
+    // Invariant 3 holds for the waker it was registered with only: polled
+    // by another task, the waiter registers that task instead.
+    #[test]
+    fn a_waiter_polled_by_another_task_wakes_that_task() {
+        let flag = Flag::new();
+        let mut waiter = FlagWaiter::default();
+        let (first, first_waker) = counter();
+        let (second, second_waker) = counter();
+        assert!(flag
+            .poll_set(&mut Context::from_waker(&first_waker), &mut waiter)
+            .is_pending());
+        assert!(flag
+            .poll_set(&mut Context::from_waker(&second_waker), &mut waiter)
+            .is_pending());
+        flag.set();
+        assert_eq!(
+            second.0.load(Ordering::SeqCst),
+            1,
+            "the second task slept on"
+        );
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_flag_set_before_the_poll_is_ready_at_once() {
+        let flag = Flag::new();
+        flag.set();
+        let (_, waker) = counter();
+        let mut waiter = FlagWaiter::default();
+        assert!(flag
+            .poll_set(&mut Context::from_waker(&waker), &mut waiter)
+            .is_ready());
+    }
+}
