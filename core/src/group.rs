@@ -447,8 +447,7 @@ impl Group {
     /// The stop signal of the member added next: its stage's.
     fn stop_for_next(&mut self) -> Stop {
         let setup = &mut self.setup;
-        let latch = setup.latches.of(self.stage, &setup.state);
-        Stop::staged(setup.state.clone(), latch)
+        setup.latches.stop_of(self.stage, &setup.state)
     }
 
     /// Puts the members added from now on in `stage`: they receive their

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crate::latch::Latch;
 use crate::state::StopState;
+use crate::stop::Stop;
 
 /// The stage a member stops in: a member of a later stage receives its
 /// stop only once every member of the earlier stages has ended. Members of
@@ -78,25 +79,27 @@ impl fmt::Display for Stage {
 }
 
 /// The latches of a group's stages, as the group is built: one per stage
-/// in use, in stage order (invariant 1).
+/// in use, in stage order (invariant 1), with the stop signal its members
+/// get clones of.
 #[derive(Default)]
 pub(crate) struct Latches {
-    stages: Vec<(Stage, Arc<Latch>)>,
+    stages: Vec<(Stage, Arc<Latch>, Stop)>,
 }
 
 impl Latches {
-    /// The latch members of `stage` wait on.
-    pub(crate) fn of(&mut self, stage: Stage, state: &StopState) -> Arc<Latch> {
-        match self.stages.binary_search_by_key(&stage, |(s, _)| *s) {
-            Ok(i) => self.stages[i].1.clone(),
+    /// The stop signal of a member of `stage`: a clone of the stage's.
+    pub(crate) fn stop_of(&mut self, stage: Stage, state: &Arc<StopState>) -> Stop {
+        match self.stages.binary_search_by_key(&stage, |(s, ..)| *s) {
+            Ok(i) => self.stages[i].2.clone(),
             Err(i) => {
                 let latch = if stage == Stage::FIRST {
                     state.broadcast.latch().clone()
                 } else {
                     state.stage_latch()
                 };
-                self.stages.insert(i, (stage, latch.clone()));
-                latch
+                let stop = Stop::staged(state.clone(), latch.clone());
+                self.stages.insert(i, (stage, latch, stop.clone()));
+                stop
             }
         }
     }
@@ -139,7 +142,7 @@ impl Stages {
         let mut runs: Vec<StageRun> = latches
             .stages
             .into_iter()
-            .map(|(stage, latch)| StageRun {
+            .map(|(stage, latch, _)| StageRun {
                 stage,
                 latch,
                 working: 0,

@@ -15,7 +15,7 @@ use crate::waiter::Waiter;
 /// The stop signal a member receives: a future that resolves once the group
 /// begins to stop.
 ///
-/// `Stop` is cheap to clone (two reference counts) and owned, so it can be
+/// `Stop` is cheap to clone (one reference count) and owned, so it can be
 /// moved into any task. A clone made or polled after the stop is ready at
 /// once; polling it never misses a stop that happens concurrently.
 ///
@@ -39,31 +39,47 @@ use crate::waiter::Waiter;
 /// Awaiting `&mut stop` in a `select!` loop and dropping that await is
 /// safe: no stop is lost, and the next await sees it.
 pub struct Stop {
-    state: Arc<StopState>,
-    /// The group's stop latch, or for a child (see [`Stop::child`]) a latch
-    /// chained to it: set when the group stops or the child's trigger fires.
-    latch: Arc<Latch>,
+    /// What the signal watches, shared by its clones: a clone takes one
+    /// reference count, on this signal's own, not the group's.
+    source: Arc<Source>,
     waiter: Waiter,
+}
+
+/// What a [`Stop`] and its clones watch.
+struct Source {
+    state: Arc<StopState>,
+    /// The group's stop latch, its stage's (see [`Stop::staged`]), or for a
+    /// child (see [`Stop::child`]) a latch chained to one of them: set when
+    /// the signal is to fire.
+    latch: Arc<Latch>,
 }
 
 impl Stop {
     pub(crate) fn new(state: Arc<StopState>) -> Self {
         let latch = state.broadcast.latch().clone();
+        Stop::staged(state, latch)
+    }
+
+    /// A signal that fires when `latch`, a stage's, is set by the run: the
+    /// group makes one per stage, and each member of the stage gets a
+    /// clone.
+    pub(crate) fn staged(state: Arc<StopState>, latch: Arc<Latch>) -> Self {
+        Stop::from_source(Source { state, latch })
+    }
+
+    fn from_source(source: Source) -> Self {
         Stop {
-            state,
-            latch,
+            source: Arc::new(source),
             waiter: Waiter::new(),
         }
     }
 
-    /// A member's signal in a later stage: it fires when `latch`, its
-    /// stage's, is set by the run.
-    pub(crate) fn staged(state: Arc<StopState>, latch: Arc<Latch>) -> Self {
-        Stop {
-            state,
-            latch,
-            waiter: Waiter::new(),
-        }
+    /// The same signal, its clones counted apart from this one's: for a
+    /// task that hands out a clone per job (an HTTP connection, one per
+    /// request), so that those clones do not contend with other tasks'
+    /// over one reference count.
+    pub(crate) fn counted_apart(&self) -> Self {
+        Stop::staged(self.source.state.clone(), self.source.latch.clone())
     }
 
     /// A stop signal that never fires on its own: for calling a handler or a
@@ -102,12 +118,8 @@ impl Stop {
     /// assert!(other.is_stopped());
     /// ```
     pub fn child(&self) -> (Stop, StopTrigger) {
-        let latch = self.latch.child();
-        let child = Stop {
-            state: self.state.clone(),
-            latch: latch.clone(),
-            waiter: Waiter::new(),
-        };
+        let latch = self.source.latch.child();
+        let child = Stop::staged(self.source.state.clone(), latch.clone());
         (child, StopTrigger { latch })
     }
 
@@ -151,7 +163,7 @@ impl Stop {
     /// assert!(stop.is_stopped());
     /// ```
     pub fn is_stopped(&self) -> bool {
-        self.latch.is_set()
+        self.source.latch.is_set()
     }
 
     /// Why the group is stopping, once it is.
@@ -166,7 +178,7 @@ impl Stop {
     /// assert_eq!(stop.cause(), Some(&Cause::Requested("deploy".into())));
     /// ```
     pub fn cause(&self) -> Option<&Cause> {
-        self.state.cause()
+        self.source.state.cause()
     }
 
     /// A handle that stops this group, for a member that decides the group
@@ -180,12 +192,12 @@ impl Stop {
     /// ```
     pub fn handle(&self) -> StopHandle {
         StopHandle {
-            state: self.state.clone(),
+            state: self.source.state.clone(),
         }
     }
 
     pub(crate) fn state(&self) -> &Arc<StopState> {
-        &self.state
+        &self.source.state
     }
 }
 
@@ -193,8 +205,7 @@ impl Clone for Stop {
     fn clone(&self) -> Self {
         // A clone waits on its own: it does not share the listener.
         Stop {
-            state: self.state.clone(),
-            latch: self.latch.clone(),
+            source: self.source.clone(),
             waiter: Waiter::new(),
         }
     }
@@ -229,7 +240,7 @@ impl StopTrigger {
 impl fmt::Debug for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stop")
-            .field("cause", &self.state.cause())
+            .field("cause", &self.cause())
             .field("stopped", &self.is_stopped())
             .finish_non_exhaustive()
     }
@@ -240,7 +251,7 @@ impl Future for Stop {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        this.latch.poll_set(cx, &mut this.waiter)
+        this.source.latch.poll_set(cx, &mut this.waiter)
     }
 }
 
@@ -326,6 +337,23 @@ impl fmt::Debug for StopHandle {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A connection's clones for its requests count on their own reference
+    // count, not on the group's, and fire with the group all the same.
+    #[test]
+    fn a_signal_counted_apart_shares_no_count_but_fires_alike() {
+        let group = Stop::never();
+        let connection = group.counted_apart();
+        let requests: Vec<Stop> = (0..3).map(|_| connection.clone()).collect();
+        assert_eq!(Arc::strong_count(&group.source), 1);
+        assert_eq!(Arc::strong_count(&connection.source), 4);
+        group.handle().stop("deploy");
+        assert!(requests.iter().all(Stop::is_stopped));
+        assert_eq!(
+            requests[0].cause(),
+            Some(&Cause::Requested("deploy".into()))
+        );
+    }
 
     #[test]
     fn a_waiter_registered_before_the_stop_is_woken() {

@@ -429,7 +429,7 @@ impl<R: HttpRuntime> Server<R> {
         let service = ConnectionService {
             inner: service.clone(),
             conn: state,
-            stop: self.stop_in_requests.then(|| handler_stop.clone()),
+            stop: self.stop_in_requests.then(|| handler_stop.counted_apart()),
         };
         let connection = serve_connection(
             io,
