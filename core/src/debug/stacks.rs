@@ -164,6 +164,7 @@ mod tests {
 
     #[test]
     fn a_busy_thread_is_sampled_by_name_with_its_functions_named() {
+        let _turn = crate::debug::sampler::TEST_TURN.lock();
         let done = Arc::new(AtomicBool::new(false));
         let busy = std::thread::Builder::new()
             .name("busy-thread".into())
