@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::FutureExt;
 
 use crate::error::BoxError;
-use crate::member::Member;
+use crate::member::{Announce, Member};
 use crate::observer::Observer;
 use crate::report::{GroupFailed, Report};
 use crate::restart::{self, Restart};
@@ -349,8 +349,8 @@ impl Group {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        self.push_with(name, watcher, |index, name, stop| {
-            Member::new(index, name, stop, member)
+        self.push_with(name, watcher, |index, announce, stop| {
+            Member::new(index, announce, stop, member)
         })
     }
 
@@ -358,12 +358,16 @@ impl Group {
         &mut self,
         name: Cow<'static, str>,
         watcher: bool,
-        make: impl FnOnce(usize, Cow<'static, str>, Stop) -> Member,
+        make: impl FnOnce(usize, Announce, Stop) -> Member,
     ) -> &mut Self {
         let stop = self.stop_for_next();
+        let announce = match self.launch {
+            Some(_) => Announce::Itself(name.clone()),
+            None => Announce::ByRun,
+        };
         let setup = &mut self.setup;
         let index = setup.members.len();
-        setup.members.push(make(index, name.clone(), stop));
+        setup.members.push(make(index, announce, stop));
         setup.entries.push(Entry::new(name, watcher, self.stage));
         self
     }
@@ -438,9 +442,9 @@ impl Group {
             .get_or_insert_with(async_channel::unbounded)
             .0
             .clone();
-        self.push_with(name.into(), false, |index, name, stop| {
+        self.push_with(name.into(), false, |index, announce, stop| {
             let run = restart::supervise(member, stop.clone(), restart, timer, index, notices);
-            Member::supervised(index, name, &stop, run)
+            Member::supervised(index, announce, &stop, run)
         })
     }
 

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
@@ -36,42 +37,50 @@ impl Member {
     /// poll.
     ///
     /// The closure runs inside the panic guard, so a member that panics
-    /// while starting is reported like any other panic. The member ends in
-    /// its own task and begins the stop from there, naming itself: the
-    /// cause is the member that truly finished first, and the others hear
-    /// of it without a hop through the collector.
+    /// while starting is reported like any other panic. See [`Announce`]
+    /// for who begins the stop when it ends.
     ///
     /// Built from `futures` combinators rather than an `async` block: they
     /// keep the closure and the future it returns in one slot, which halves
     /// the allocation.
-    pub(crate) fn new<F, Fut, E>(
-        index: usize,
-        name: Cow<'static, str>,
-        stop: Stop,
-        start: F,
-    ) -> Self
+    pub(crate) fn new<F, Fut, E>(index: usize, announce: Announce, stop: Stop, start: F) -> Self
     where
         F: FnOnce(Stop) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        let state = stop.state().clone();
+        let announce = announce.with_state(&stop);
         // The error's conversion is the member's code too: inside the guard.
         let run = futures::future::lazy(move |_| start(stop))
             .flatten()
             .map(|result| result.map_err(Into::<BoxError>::into));
-        let body = AssertUnwindSafe(run).catch_unwind().map(move |result| {
-            let outcome = match result {
+        let body = AssertUnwindSafe(run)
+            .catch_unwind()
+            .map(|result| match result {
                 Ok(Ok(())) => Outcome::Ok,
                 Ok(Err(error)) => Outcome::Err(error),
                 Err(payload) => Outcome::Panicked(unwind::message(payload)),
-            };
-            begin_stop(&state, index, name, &outcome);
-            outcome
-        });
+            });
+        Member::erase(index, body, announce)
+    }
+
+    /// The member `body`, boxed, announcing its end itself if it must.
+    fn erase(
+        index: usize,
+        body: impl Future<Output = Outcome> + Send + 'static,
+        announce: Option<(Arc<StopState>, Cow<'static, str>)>,
+    ) -> Self {
+        let body: Body = match announce {
+            // In-task: nothing more to carry.
+            None => Box::pin(body),
+            Some((state, name)) => Box::pin(body.map(move |outcome| {
+                begin_stop(&state, index, name, &outcome);
+                outcome
+            })),
+        };
         Member {
             index,
-            body: Guarded::new(Box::pin(body)),
+            body: Guarded::new(body),
         }
     }
 
@@ -80,21 +89,14 @@ impl Member {
     /// timer's, say) is caught here.
     pub(crate) fn supervised(
         index: usize,
-        name: Cow<'static, str>,
+        announce: Announce,
         stop: &Stop,
         run: impl Future<Output = Outcome> + Send + 'static,
     ) -> Self {
-        let state = stop.state().clone();
-        let body = AssertUnwindSafe(run).catch_unwind().map(move |result| {
-            let outcome =
-                result.unwrap_or_else(|payload| Outcome::Panicked(unwind::message(payload)));
-            begin_stop(&state, index, name, &outcome);
-            outcome
+        let body = AssertUnwindSafe(run).catch_unwind().map(|result| {
+            result.unwrap_or_else(|payload| Outcome::Panicked(unwind::message(payload)))
         });
-        Member {
-            index,
-            body: Guarded::new(Box::pin(body)),
-        }
+        Member::erase(index, body, announce.with_state(stop))
     }
 
     /// Drops the member now, as the group cancels it. A panic in its `Drop`
@@ -123,8 +125,32 @@ impl Future for Member {
     }
 }
 
+/// Who begins the group's stop when a member ends, naming it as the cause.
+///
+/// The member that truly finished first must be the cause, and the others
+/// must hear of it without a hop through a collector. A spawned member
+/// begins the stop itself, from its own task, so it carries its name. An
+/// in-task member needs not: the run polls it and sees its end at once,
+/// before any other member runs, and begins the stop as it records the
+/// exit (`RunLoop::record`), with the name it already holds.
+pub(crate) enum Announce {
+    /// The member, from its own task.
+    Itself(Cow<'static, str>),
+    /// The run that polls it.
+    ByRun,
+}
+
+impl Announce {
+    fn with_state(self, stop: &Stop) -> Option<(Arc<StopState>, Cow<'static, str>)> {
+        match self {
+            Announce::Itself(name) => Some((stop.state().clone(), name)),
+            Announce::ByRun => None,
+        }
+    }
+}
+
 /// Begins the group's stop, naming the member, unless it has begun.
-fn begin_stop(state: &StopState, index: usize, name: Cow<'static, str>, outcome: &Outcome) {
+pub(crate) fn begin_stop(state: &StopState, index: usize, name: Cow<'_, str>, outcome: &Outcome) {
     state.broadcast.stop(Some(index), || Cause::Finished {
         member: name.into_owned(),
         exit: Exit::of(outcome),

@@ -23,7 +23,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use futures::task::AtomicWaker;
 
 use crate::cause::Cause;
-use crate::member::{Ended, Member};
+use crate::member::{self, Ended, Member};
 use crate::observer::{Event, Observer};
 use crate::report::{CancelReason, MemberReport, Outcome, Report, Restarts, StageReport};
 use crate::restart::{Notice, Notices};
@@ -579,6 +579,16 @@ impl<M: Members> RunLoop<M> {
     fn record(&mut self, exit: Ended, now: Instant) {
         // A restartable member's notices come before its exit.
         self.take_notices(None);
+        if let Some(entry) = self.entries.get(exit.index) {
+            // An in-task member's end begins the stop here (see
+            // `Announce`); a spawned member's has begun it already.
+            member::begin_stop(
+                &self.state,
+                exit.index,
+                Cow::Borrowed(&entry.name),
+                &exit.outcome,
+            );
+        }
         let trigger = self.state.broadcast.trigger();
         if self.state.is_stopped() && trigger != Some(exit.index) {
             self.announce();
