@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::FutureExt;
 
 use crate::error::BoxError;
-use crate::member::{Announce, Member};
+use crate::member::Member;
 use crate::observer::Observer;
 use crate::report::{GroupFailed, Report};
 use crate::restart::{self, Restart};
@@ -161,8 +161,10 @@ impl Group {
             let state = setup.state.clone();
             // `run` starts the members on the first poll, not here: a run
             // that is never awaited spawns nothing.
-            Run::new(run::run(setup, parent, move |members| {
-                Spawned::new(members, &state, |reporting| runtime.spawn(reporting))
+            Run::new(run::run(setup, parent, move |members, entries| {
+                Spawned::new(members, entries, &state, |reporting| {
+                    runtime.spawn(reporting)
+                })
             }))
         }));
         group
@@ -349,8 +351,8 @@ impl Group {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        self.push_with(name, watcher, |index, announce, stop| {
-            Member::new(index, announce, stop, member)
+        self.push_with(name, watcher, |index, stop| {
+            Member::new(index, stop, member)
         })
     }
 
@@ -358,16 +360,12 @@ impl Group {
         &mut self,
         name: Cow<'static, str>,
         watcher: bool,
-        make: impl FnOnce(usize, Announce, Stop) -> Member,
+        make: impl FnOnce(usize, Stop) -> Member,
     ) -> &mut Self {
         let stop = self.stop_for_next();
-        let announce = match self.launch {
-            Some(_) => Announce::Itself(name.clone()),
-            None => Announce::ByRun,
-        };
         let setup = &mut self.setup;
         let index = setup.members.len();
-        setup.members.push(make(index, announce, stop));
+        setup.members.push(make(index, stop));
         setup.entries.push(Entry::new(name, watcher, self.stage));
         self
     }
@@ -442,9 +440,9 @@ impl Group {
             .get_or_insert_with(async_channel::unbounded)
             .0
             .clone();
-        self.push_with(name.into(), false, |index, announce, stop| {
-            let run = restart::supervise(member, stop.clone(), restart, timer, index, notices);
-            Member::supervised(index, announce, &stop, run)
+        self.push_with(name.into(), false, |index, stop| {
+            let run = restart::supervise(member, stop, restart, timer, index, notices);
+            Member::supervised(index, run)
         })
     }
 
@@ -682,7 +680,9 @@ impl Group {
     fn start(self, parent: Option<Stop>) -> Run {
         match self.launch {
             Some(launch) => launch(self.setup, parent),
-            None => Run::new(run::run(self.setup, parent, InTask::new)),
+            None => Run::new(run::run(self.setup, parent, |members, _| {
+                InTask::new(members)
+            })),
         }
     }
 }

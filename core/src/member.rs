@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
@@ -37,19 +36,19 @@ impl Member {
     /// poll.
     ///
     /// The closure runs inside the panic guard, so a member that panics
-    /// while starting is reported like any other panic. See [`Announce`]
-    /// for who begins the stop when it ends.
+    /// while starting is reported like any other panic. The member does
+    /// not begin the group's stop when it ends: what runs it does (see
+    /// [`begin_stop`]).
     ///
     /// Built from `futures` combinators rather than an `async` block: they
     /// keep the closure and the future it returns in one slot, which halves
     /// the allocation.
-    pub(crate) fn new<F, Fut, E>(index: usize, announce: Announce, stop: Stop, start: F) -> Self
+    pub(crate) fn new<F, Fut, E>(index: usize, stop: Stop, start: F) -> Self
     where
         F: FnOnce(Stop) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        let announce = announce.with_state(&stop);
         // The error's conversion is the member's code too: inside the guard.
         let run = futures::future::lazy(move |_| start(stop))
             .flatten()
@@ -61,26 +60,9 @@ impl Member {
                 Ok(Err(error)) => Outcome::Err(error),
                 Err(payload) => Outcome::Panicked(unwind::message(payload)),
             });
-        Member::erase(index, body, announce)
-    }
-
-    /// The member `body`, boxed, announcing its end itself if it must.
-    fn erase(
-        index: usize,
-        body: impl Future<Output = Outcome> + Send + 'static,
-        announce: Option<(Arc<StopState>, Cow<'static, str>)>,
-    ) -> Self {
-        let body: Body = match announce {
-            // In-task: nothing more to carry.
-            None => Box::pin(body),
-            Some((state, name)) => Box::pin(body.map(move |outcome| {
-                begin_stop(&state, index, name, &outcome);
-                outcome
-            })),
-        };
         Member {
             index,
-            body: Guarded::new(body),
+            body: Guarded::new(Box::pin(body)),
         }
     }
 
@@ -89,14 +71,15 @@ impl Member {
     /// timer's, say) is caught here.
     pub(crate) fn supervised(
         index: usize,
-        announce: Announce,
-        stop: &Stop,
         run: impl Future<Output = Outcome> + Send + 'static,
     ) -> Self {
         let body = AssertUnwindSafe(run).catch_unwind().map(|result| {
             result.unwrap_or_else(|payload| Outcome::Panicked(unwind::message(payload)))
         });
-        Member::erase(index, body, announce.with_state(stop))
+        Member {
+            index,
+            body: Guarded::new(Box::pin(body)),
+        }
     }
 
     /// Drops the member now, as the group cancels it. A panic in its `Drop`
@@ -125,31 +108,14 @@ impl Future for Member {
     }
 }
 
-/// Who begins the group's stop when a member ends, naming it as the cause.
+/// Begins the group's stop, naming the member that ended, unless it has
+/// begun.
 ///
 /// The member that truly finished first must be the cause, and the others
-/// must hear of it without a hop through a collector. A spawned member
-/// begins the stop itself, from its own task, so it carries its name. An
-/// in-task member needs not: the run polls it and sees its end at once,
-/// before any other member runs, and begins the stop as it records the
-/// exit (`RunLoop::record`), with the name it already holds.
-pub(crate) enum Announce {
-    /// The member, from its own task.
-    Itself(Cow<'static, str>),
-    /// The run that polls it.
-    ByRun,
-}
-
-impl Announce {
-    fn with_state(self, stop: &Stop) -> Option<(Arc<StopState>, Cow<'static, str>)> {
-        match self {
-            Announce::Itself(name) => Some((stop.state().clone(), name)),
-            Announce::ByRun => None,
-        }
-    }
-}
-
-/// Begins the group's stop, naming the member, unless it has begun.
+/// must hear of it without a hop through a collector. So a spawned member's
+/// task calls this as its member ends (`Reporting`); an in-task member's
+/// run does, as it records the exit (`RunLoop::record`): it polls the
+/// member itself and sees its end before any other member runs.
 pub(crate) fn begin_stop(state: &StopState, index: usize, name: Cow<'_, str>, outcome: &Outcome) {
     state.broadcast.stop(Some(index), || Cause::Finished {
         member: name.into_owned(),

@@ -83,6 +83,11 @@ impl Entry {
 /// How the members of one run are executed: all in the run's own task, or a
 /// task each on a runtime.
 pub(crate) trait Members {
+    /// Whether a member's task begins the group's stop as the member ends
+    /// (spawned), rather than the run as it records the exit (in-task):
+    /// see [`member::begin_stop`].
+    const BEGIN_THE_STOP: bool;
+
     /// The next member to end; `None` once every member is gone.
     fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>>;
 
@@ -107,6 +112,8 @@ impl InTask {
 }
 
 impl Members for InTask {
+    const BEGIN_THE_STOP: bool = false;
+
     fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
         match self.late.pop_front() {
             Some(exit) => Poll::Ready(Some(exit)),
@@ -149,6 +156,7 @@ pub(crate) struct Spawned<T> {
 impl<T> Spawned<T> {
     pub(crate) fn new(
         members: Vec<Member>,
+        entries: &[Entry],
         state: &Arc<StopState>,
         spawn: impl Fn(Reporting) -> T,
     ) -> Self {
@@ -162,10 +170,12 @@ impl<T> Spawned<T> {
         });
         let tasks = members
             .into_iter()
+            .zip(entries)
             .enumerate()
-            .map(|(slot, member)| {
+            .map(|(slot, (member, entry))| {
                 spawn(Reporting {
                     member,
+                    name: entry.name.clone(),
                     slot,
                     collector: collector.clone(),
                 })
@@ -180,6 +190,8 @@ impl<T> Spawned<T> {
 }
 
 impl<T> Members for Spawned<T> {
+    const BEGIN_THE_STOP: bool = true;
+
     fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
         // The channel closes when the last task's sender is gone, and each
         // task drops its member before its sender: `None` means every
@@ -217,6 +229,8 @@ struct Collector {
 /// order, the member before the collector.
 pub(crate) struct Reporting {
     member: Member,
+    /// The member's, for the cause if its end begins the stop.
+    name: Cow<'static, str>,
     /// This task's waker slot in the collector.
     slot: usize,
     collector: Arc<Collector>,
@@ -228,7 +242,11 @@ impl Future for Reporting {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         let exit = match Pin::new(&mut this.member).poll(cx) {
-            Poll::Ready(exit) => Some(exit),
+            Poll::Ready(exit) => {
+                let (state, name) = (&this.collector.state, mem::take(&mut this.name));
+                member::begin_stop(state, exit.index, name, &exit.outcome);
+                Some(exit)
+            }
             Poll::Pending => {
                 // Registered before the check: the cancellation sets the
                 // latch, then wakes every slot, so a cancel is either seen
@@ -320,7 +338,7 @@ pub(crate) struct Setup {
 pub(crate) async fn run<M: Members>(
     parts: Setup,
     parent: Option<Stop>,
-    start: impl FnOnce(Vec<Member>) -> M,
+    start: impl FnOnce(Vec<Member>, &[Entry]) -> M,
 ) -> Report {
     let mut run = RunLoop::start(parts, parent, start);
     poll_fn(|cx| run.poll(cx)).await;
@@ -332,7 +350,11 @@ impl<M: Members> RunLoop<M> {
     /// no member acts before the observers know of it) — unless a second
     /// request or the parent cancelled the group already: then none starts,
     /// in every mode, and each is reported cancelled.
-    fn start(parts: Setup, parent: Option<Stop>, start: impl FnOnce(Vec<Member>) -> M) -> Self {
+    fn start(
+        parts: Setup,
+        parent: Option<Stop>,
+        start: impl FnOnce(Vec<Member>, &[Entry]) -> M,
+    ) -> Self {
         let Setup {
             members,
             entries,
@@ -361,7 +383,7 @@ impl<M: Members> RunLoop<M> {
         let working = entries.iter().filter(|e| !e.watcher).map(|e| e.stage);
         let stages = Stages::new(latches, working);
         RunLoop {
-            members: start(members),
+            members: start(members, &entries),
             stages,
             // The senders are the members'; the channel closes with them.
             notices: notices.map(|(_, rx)| Box::pin(rx)),
@@ -579,9 +601,7 @@ impl<M: Members> RunLoop<M> {
     fn record(&mut self, exit: Ended, now: Instant) {
         // A restartable member's notices come before its exit.
         self.take_notices(None);
-        if let Some(entry) = self.entries.get(exit.index) {
-            // An in-task member's end begins the stop here (see
-            // `Announce`); a spawned member's has begun it already.
+        if let (false, Some(entry)) = (M::BEGIN_THE_STOP, self.entries.get(exit.index)) {
             member::begin_stop(
                 &self.state,
                 exit.index,
