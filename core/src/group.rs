@@ -13,11 +13,13 @@ use std::time::Duration;
 use futures::FutureExt;
 
 use crate::error::BoxError;
-use crate::member::Member;
+use crate::in_task::InTask;
+use crate::member::{self, Added};
 use crate::observer::Observer;
+use crate::report::Outcome;
 use crate::report::{GroupFailed, Report};
 use crate::restart::{self, Restart};
-use crate::run::{self, Entry, InTask, Setup, Spawned};
+use crate::run::{self, Entry, Setup, Spawned};
 use crate::runtime::{DynTimer, Runtime, SharedRuntime, Timer};
 use crate::stage::{Latches, Stage};
 use crate::state::StopState;
@@ -109,7 +111,7 @@ impl Group {
     pub fn new() -> Self {
         Group {
             setup: Setup {
-                members: Vec::new(),
+                members: Added::InTask(InTask::default()),
                 entries: Vec::new(),
                 settings: run::Settings::default(),
                 state: StopState::new(),
@@ -156,12 +158,16 @@ impl Group {
     pub fn on<R: Runtime>(runtime: R) -> Self {
         let runtime = Arc::new(runtime);
         let mut group = Group::new();
+        group.setup.members = Added::Spawned(Vec::new());
         group.timer = Some(Arc::new(SharedRuntime(runtime.clone())));
         group.launch = Some(Box::new(move |setup, parent| {
             let state = setup.state.clone();
             // `run` starts the members on the first poll, not here: a run
             // that is never awaited spawns nothing.
             Run::new(run::run(setup, parent, move |members, entries| {
+                let Added::Spawned(members) = members else {
+                    unreachable!("a group on a runtime adds its members boxed")
+                };
                 Spawned::new(members, entries, &state, |reporting| {
                     runtime.spawn(reporting)
                 })
@@ -351,21 +357,19 @@ impl Group {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        self.push_with(name, watcher, |index, stop| {
-            Member::new(index, stop, member)
-        })
+        let stop = self.stop_for_next();
+        self.push_body(name, watcher, member::body(stop, member))
     }
 
-    fn push_with(
+    /// Adds the member whose future is `body`, in the stage members go to.
+    fn push_body(
         &mut self,
         name: Cow<'static, str>,
         watcher: bool,
-        make: impl FnOnce(usize, Stop) -> Member,
+        body: impl Future<Output = Outcome> + Send + 'static,
     ) -> &mut Self {
-        let stop = self.stop_for_next();
         let setup = &mut self.setup;
-        let index = setup.members.len();
-        setup.members.push(make(index, stop));
+        setup.members.push(setup.entries.len(), body);
         setup.entries.push(Entry::new(name, watcher, self.stage));
         self
     }
@@ -440,10 +444,9 @@ impl Group {
             .get_or_insert_with(async_channel::unbounded)
             .0
             .clone();
-        self.push_with(name.into(), false, |index, stop| {
-            let run = restart::supervise(member, stop, restart, timer, index, notices);
-            Member::supervised(index, run)
-        })
+        let (stop, index) = (self.stop_for_next(), self.setup.entries.len());
+        let run = restart::supervise(member, stop, restart, timer, index, notices);
+        self.push_body(name.into(), false, member::supervised_body(run))
     }
 
     /// The stop signal of the member added next: its stage's.
@@ -606,7 +609,7 @@ impl Group {
     /// assert_eq!(group.len(), 2);
     /// ```
     pub fn len(&self) -> usize {
-        self.setup.members.len()
+        self.setup.entries.len()
     }
 
     /// Whether no member has been added.
@@ -615,7 +618,7 @@ impl Group {
     /// assert!(allstop::Group::new().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.setup.members.is_empty()
+        self.setup.entries.is_empty()
     }
 
     /// Runs the group: its members in the awaiting task
@@ -681,7 +684,10 @@ impl Group {
         match self.launch {
             Some(launch) => launch(self.setup, parent),
             None => Run::new(run::run(self.setup, parent, |members, _| {
-                InTask::new(members)
+                let Added::InTask(members) = members else {
+                    unreachable!("an in-task group adds its members by type")
+                };
+                members
             })),
         }
     }

@@ -48,6 +48,7 @@ mod group;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod in_task;
 mod latch;
 mod member;
 mod observer;

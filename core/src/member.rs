@@ -1,5 +1,5 @@
 //! One member, as the group runs it: started lazily, its panics caught (in
-//! `poll` and in `Drop`), its end reported — in one allocation.
+//! `poll` and in `Drop`), its end reported.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -11,6 +11,7 @@ use futures::FutureExt;
 
 use crate::cause::{Cause, Exit};
 use crate::error::BoxError;
+use crate::in_task::InTask;
 use crate::report::Outcome;
 use crate::state::StopState;
 use crate::stop::Stop;
@@ -22,66 +23,92 @@ pub(crate) struct Ended {
     pub(crate) outcome: Outcome,
 }
 
+/// A member's future: the closure `start`, called with `stop` on the first
+/// poll, and its outcome, every panic caught.
+///
+/// The closure runs inside the panic guard, so a member that panics while
+/// starting is reported like any other panic. The member does not begin the
+/// group's stop when it ends: what runs it does (see [`begin_stop`]).
+///
+/// Built from `futures` combinators rather than an `async` block: they keep
+/// the closure and the future it returns in one slot, which halves its
+/// size.
+pub(crate) fn body<F, Fut, E>(
+    stop: Stop,
+    start: F,
+) -> impl Future<Output = Outcome> + Send + 'static
+where
+    F: FnOnce(Stop) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    // The error's conversion is the member's code too: inside the guard.
+    let run = futures::future::lazy(move |_| start(stop))
+        .flatten()
+        .map(|result| result.map_err(Into::<BoxError>::into));
+    AssertUnwindSafe(run)
+        .catch_unwind()
+        .map(|result| match result {
+            Ok(Ok(())) => Outcome::Ok,
+            Ok(Err(error)) => Outcome::Err(error),
+            Err(payload) => Outcome::Panicked(unwind::message(payload)),
+        })
+}
+
+/// The future of a member whose `run` reports its own outcome: a
+/// restartable one, whose attempts catch their panics. A panic of `run`
+/// itself (its timer's, say) is caught here.
+pub(crate) fn supervised_body(
+    run: impl Future<Output = Outcome> + Send + 'static,
+) -> impl Future<Output = Outcome> + Send + 'static {
+    AssertUnwindSafe(run)
+        .catch_unwind()
+        .map(|result| result.unwrap_or_else(|payload| Outcome::Panicked(unwind::message(payload))))
+}
+
+/// The members of a group as it is built: in the run's own task, by type
+/// (see [`InTask`]), or boxed, to be spawned a task each.
+pub(crate) enum Added {
+    InTask(InTask),
+    Spawned(Vec<Member>),
+}
+
+impl Added {
+    /// Adds member `index`, whose future is `body`.
+    pub(crate) fn push<B: Future<Output = Outcome> + Send + 'static>(
+        &mut self,
+        index: usize,
+        body: B,
+    ) {
+        match self {
+            Added::InTask(members) => members.push(index, body),
+            Added::Spawned(members) => members.push(Member {
+                index,
+                body: Guarded::new(Box::pin(body)),
+            }),
+        }
+    }
+
+    /// None of them: for a group cancelled before it ran, whose members
+    /// never start. They are dropped here, each drop caught.
+    pub(crate) fn discard(&mut self) {
+        *self = match self {
+            Added::InTask(_) => Added::InTask(InTask::default()),
+            Added::Spawned(_) => Added::Spawned(Vec::new()),
+        };
+    }
+}
+
 type Body = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
-/// A member as the group runs it: type-erased, polled in place (in-task) or
-/// spawned as it is. Dropping it never unwinds.
+/// A member to be spawned: type-erased, so that the runtime's task holds
+/// it as it is. Dropping it never unwinds.
 pub(crate) struct Member {
     index: usize,
     body: Guarded<Body>,
 }
 
 impl Member {
-    /// Wraps the member closure `start`, called with `stop` on the first
-    /// poll.
-    ///
-    /// The closure runs inside the panic guard, so a member that panics
-    /// while starting is reported like any other panic. The member does
-    /// not begin the group's stop when it ends: what runs it does (see
-    /// [`begin_stop`]).
-    ///
-    /// Built from `futures` combinators rather than an `async` block: they
-    /// keep the closure and the future it returns in one slot, which halves
-    /// the allocation.
-    pub(crate) fn new<F, Fut, E>(index: usize, stop: Stop, start: F) -> Self
-    where
-        F: FnOnce(Stop) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<BoxError>,
-    {
-        // The error's conversion is the member's code too: inside the guard.
-        let run = futures::future::lazy(move |_| start(stop))
-            .flatten()
-            .map(|result| result.map_err(Into::<BoxError>::into));
-        let body = AssertUnwindSafe(run)
-            .catch_unwind()
-            .map(|result| match result {
-                Ok(Ok(())) => Outcome::Ok,
-                Ok(Err(error)) => Outcome::Err(error),
-                Err(payload) => Outcome::Panicked(unwind::message(payload)),
-            });
-        Member {
-            index,
-            body: Guarded::new(Box::pin(body)),
-        }
-    }
-
-    /// A member whose body reports its own outcome: a restartable one,
-    /// whose attempts catch their panics. A panic of the body itself (its
-    /// timer's, say) is caught here.
-    pub(crate) fn supervised(
-        index: usize,
-        run: impl Future<Output = Outcome> + Send + 'static,
-    ) -> Self {
-        let body = AssertUnwindSafe(run).catch_unwind().map(|result| {
-            result.unwrap_or_else(|payload| Outcome::Panicked(unwind::message(payload)))
-        });
-        Member {
-            index,
-            body: Guarded::new(Box::pin(body)),
-        }
-    }
-
     /// Drops the member now, as the group cancels it. A panic in its `Drop`
     /// is its outcome: `Some(exit)` then.
     pub(crate) fn cancel(&mut self) -> Option<Ended> {

@@ -11,7 +11,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::mem;
 use std::pin::Pin;
@@ -19,11 +18,11 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use futures::task::AtomicWaker;
 
 use crate::cause::Cause;
-use crate::member::{self, Ended, Member};
+use crate::member::{self, Added, Ended, Member};
 use crate::observer::{Event, Observer};
 use crate::report::{CancelReason, MemberReport, Outcome, Report, Restarts, StageReport};
 use crate::restart::{Notice, Notices};
@@ -94,51 +93,6 @@ pub(crate) trait Members {
     /// Cancels the members still running, once the group's cancel latch is
     /// set: each one the latch woke gets a last poll, then is dropped.
     fn cancel(&mut self, cx: &mut Context<'_>);
-}
-
-pub(crate) struct InTask {
-    set: FuturesUnordered<Member>,
-    /// Exits found while cancelling, handed out by `poll_exit`.
-    late: VecDeque<Ended>,
-}
-
-impl InTask {
-    pub(crate) fn new(members: Vec<Member>) -> Self {
-        InTask {
-            set: members.into_iter().collect(),
-            late: VecDeque::new(),
-        }
-    }
-}
-
-impl Members for InTask {
-    const BEGIN_THE_STOP: bool = false;
-
-    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
-        match self.late.pop_front() {
-            Some(exit) => Poll::Ready(Some(exit)),
-            None => self.set.poll_next_unpin(cx),
-        }
-    }
-
-    fn cancel(&mut self, cx: &mut Context<'_>) {
-        // The last poll, for the members the cancellation woke (a nested
-        // group, which then cancels its own members).
-        while let Poll::Ready(Some(exit)) = self.set.poll_next_unpin(cx) {
-            self.late.push_back(exit);
-        }
-        // Each member's own last poll: `FuturesUnordered` yields before it
-        // has polled every woken member when some wake themselves. Then one
-        // at a time, each drop caught: one member's panicking `Drop` cannot
-        // leave the others alive.
-        for member in self.set.iter_mut() {
-            match Pin::new(&mut *member).poll(cx) {
-                Poll::Ready(exit) => self.late.push_back(exit),
-                Poll::Pending => self.late.extend(member.cancel()),
-            }
-        }
-        self.set.clear();
-    }
 }
 
 /// The members spawned as tasks; each reports its exit on a channel.
@@ -324,7 +278,7 @@ pub(crate) struct RunLoop<M> {
 /// A group as it is built, before it runs: `Group` holds one and hands it
 /// to the run whole.
 pub(crate) struct Setup {
-    pub(crate) members: Vec<Member>,
+    pub(crate) members: Added,
     pub(crate) entries: Vec<Entry>,
     pub(crate) settings: Settings,
     pub(crate) state: Arc<StopState>,
@@ -338,7 +292,7 @@ pub(crate) struct Setup {
 pub(crate) async fn run<M: Members>(
     parts: Setup,
     parent: Option<Stop>,
-    start: impl FnOnce(Vec<Member>, &[Entry]) -> M,
+    start: impl FnOnce(Added, &[Entry]) -> M,
 ) -> Report {
     let mut run = RunLoop::start(parts, parent, start);
     poll_fn(|cx| run.poll(cx)).await;
@@ -350,11 +304,7 @@ impl<M: Members> RunLoop<M> {
     /// no member acts before the observers know of it) — unless a second
     /// request or the parent cancelled the group already: then none starts,
     /// in every mode, and each is reported cancelled.
-    fn start(
-        parts: Setup,
-        parent: Option<Stop>,
-        start: impl FnOnce(Vec<Member>, &[Entry]) -> M,
-    ) -> Self {
+    fn start(parts: Setup, parent: Option<Stop>, start: impl FnOnce(Added, &[Entry]) -> M) -> Self {
         let Setup {
             members,
             entries,
@@ -367,7 +317,8 @@ impl<M: Members> RunLoop<M> {
         follow_parent(&state, parent.as_ref());
         let started = Instant::now();
         let early = cancel_reason(&state, parent.as_ref());
-        let members = match early {
+        let mut members = members;
+        match early {
             None => {
                 for (index, entry) in entries.iter().enumerate() {
                     settings.emit(Event::MemberStarted {
@@ -376,10 +327,9 @@ impl<M: Members> RunLoop<M> {
                         stage: entry.stage,
                     });
                 }
-                members
             }
-            Some(_) => Vec::new(),
-        };
+            Some(_) => members.discard(),
+        }
         let working = entries.iter().filter(|e| !e.watcher).map(|e| e.stage);
         let stages = Stages::new(latches, working);
         RunLoop {

@@ -78,6 +78,7 @@ impl Stop {
     /// task that hands out a clone per job (an HTTP connection, one per
     /// request), so that those clones do not contend with other tasks'
     /// over one reference count.
+    #[cfg(any(feature = "http", test))]
     pub(crate) fn counted_apart(&self) -> Self {
         Stop::staged(self.source.state.clone(), self.source.latch.clone())
     }

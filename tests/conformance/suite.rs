@@ -890,6 +890,67 @@ conformance! {
     }
 }
 
+// Dropping a run mid-way never unwinds, even when a member panics in its
+// `Drop`, and every other member is dropped all the same.
+conformance! {
+    fn dropping_the_run_survives_a_panicking_drop<M>() {
+        let drops = Counter::new();
+        let started = Counter::new();
+        let mut group = M::group();
+        for i in 0..4 {
+            let guard = drops.guard();
+            let started = started.clone();
+            group.add(format!("m{i}"), move |_stop| async move {
+                let _guard = guard;
+                let _bomb = if i == 1 { Some(PanicOnDrop) } else { None };
+                started.add();
+                futures::future::pending::<()>().await;
+                Ok::<(), E>(())
+            });
+        }
+        M::block_on(async {
+            let mut run = group.run();
+            std::future::poll_fn(|cx| {
+                assert!(std::pin::Pin::new(&mut run).poll(cx).is_pending());
+                if started.get() == 4 {
+                    Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            })
+            .await;
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(run)));
+            assert!(dropped.is_ok(), "dropping the run unwound");
+        });
+        drops.wait_for(4);
+    }
+}
+
+// A group forced before it runs drops its members unstarted, and a member
+// whose closure panics when dropped unwinds nothing and leaves none behind.
+conformance! {
+    fn members_never_started_are_dropped_quietly<M>() {
+        let drops = Counter::new();
+        let mut group = M::group();
+        for i in 0..4 {
+            let guard = drops.guard();
+            let bomb = if i == 2 { Some(PanicOnDrop) } else { None };
+            group.add(format!("m{i}"), move |stop: Stop| async move {
+                let _kept = (guard, bomb);
+                stop.await;
+                Ok::<(), E>(())
+            });
+        }
+        let handle = group.stop_handle();
+        handle.stop("one");
+        handle.stop("two");
+        let report = M::block_on(group.run());
+        assert_eq!(report.members().len(), 4, "{report}");
+        assert_eq!(drops.get(), 4, "a member outlived the run");
+    }
+}
+
 // Guarantee 8: a member on another runtime: its error and its panic come back as if
 // it ran here, and cancelling it cancels its task.
 conformance! {

@@ -1,0 +1,214 @@
+//! The members of a group that runs in its own task ([`Group::new`]): kept
+//! in one `FuturesUnordered` per member type, each member's future inline
+//! in its node.
+//!
+//! A group's members are of different types, and a set of futures holds
+//! one type: boxing each member would cost it an allocation of its own
+//! beside the set's node. Members added by one `add` call site (a loop
+//! adding workers, say) are of one type; they share a set, and each costs
+//! one node. A group of members all of different types has a set each.
+//!
+//! The sets are polled in the order their types were first added; within
+//! a set, as `FuturesUnordered` does. A member's `Drop`, run when it ends,
+//! when it is cancelled or when the run is dropped, is caught: it cannot
+//! unwind through the run or leave its siblings alive.
+//!
+//! [`Group::new`]: crate::Group::new
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::member::Ended;
+use crate::report::Outcome;
+use crate::run::Members;
+use crate::unwind;
+
+pin_project_lite::pin_project! {
+    /// One member in its set: its future, `None` once dropped.
+    struct Slot<B> {
+        index: usize,
+        #[pin]
+        body: Option<B>,
+    }
+
+    impl<B> PinnedDrop for Slot<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let _ = Slot::drop_body(this);
+        }
+    }
+}
+
+impl<B> Slot<B> {
+    /// Drops the member's future in place (it is pinned); a panic in its
+    /// `Drop` becomes its message. The assignment leaves `None` even when
+    /// the old value's `Drop` panics.
+    fn drop_body(self: Pin<&mut Self>) -> Result<(), String> {
+        let mut body = self.project().body;
+        unwind::catch(|| body.set(None))
+    }
+}
+
+impl<B: Future<Output = Outcome>> Future for Slot<B> {
+    type Output = Ended;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
+        let this = self.project();
+        match this.body.as_pin_mut() {
+            Some(body) => body.poll(cx).map(|outcome| Ended {
+                index: *this.index,
+                outcome,
+            }),
+            // Cancelled: never polled again by the group.
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The members of one type.
+struct Set<B>(FuturesUnordered<Slot<B>>);
+
+/// A set behind its type.
+trait AnySet: Send {
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>>;
+    /// Polls each member left once more, then drops it: see
+    /// [`Members::cancel`].
+    fn cancel(&mut self, cx: &mut Context<'_>, late: &mut VecDeque<Ended>);
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<B: Future<Output = Outcome> + Send + 'static> AnySet for Set<B> {
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
+        self.0.poll_next_unpin(cx)
+    }
+
+    fn cancel(&mut self, cx: &mut Context<'_>, late: &mut VecDeque<Ended>) {
+        // The last poll, for the members the cancellation woke (a nested
+        // group, which then cancels its own members).
+        while let Poll::Ready(Some(exit)) = self.0.poll_next_unpin(cx) {
+            late.push_back(exit);
+        }
+        // Each member's own last poll: `FuturesUnordered` yields before it
+        // has polled every woken member when some wake themselves. Then one
+        // at a time, each drop caught: one member's panicking `Drop` cannot
+        // leave the others alive.
+        for mut member in Pin::new(&mut self.0).iter_pin_mut() {
+            match member.as_mut().poll(cx) {
+                Poll::Ready(exit) => late.push_back(exit),
+                Poll::Pending => {
+                    let index = member.index;
+                    if let Err(message) = member.drop_body() {
+                        late.push_back(Ended {
+                            index,
+                            outcome: Outcome::Panicked(message),
+                        });
+                    }
+                }
+            }
+        }
+        self.0.clear();
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The members of an in-task group, by type, as they are added and as the
+/// run executes them.
+#[derive(Default)]
+pub(crate) struct InTask {
+    sets: Vec<Box<dyn AnySet>>,
+    /// The set the last member went into: the next is most often of its
+    /// type too.
+    last: usize,
+    /// Exits found while cancelling, handed out by `poll_exit`.
+    late: VecDeque<Ended>,
+}
+
+impl InTask {
+    /// Adds member `index`, whose future is `body`.
+    pub(crate) fn push<B: Future<Output = Outcome> + Send + 'static>(
+        &mut self,
+        index: usize,
+        body: B,
+    ) {
+        let slot = Slot {
+            index,
+            body: Some(body),
+        };
+        let found = (self.last..self.sets.len())
+            .chain(0..self.last)
+            .find(|&i| self.sets[i].as_any().is::<Set<B>>());
+        let i = found.unwrap_or_else(|| {
+            self.sets.push(Box::new(Set::<B>(FuturesUnordered::new())));
+            self.sets.len() - 1
+        });
+        self.last = i;
+        let set = self.sets[i].as_any().downcast_mut::<Set<B>>();
+        set.expect("the set of this type").0.push(slot);
+    }
+}
+
+impl Members for InTask {
+    const BEGIN_THE_STOP: bool = false;
+
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
+        if let Some(exit) = self.late.pop_front() {
+            return Poll::Ready(Some(exit));
+        }
+        let mut gone = true;
+        for set in &mut self.sets {
+            match set.poll_exit(cx) {
+                Poll::Ready(Some(exit)) => return Poll::Ready(Some(exit)),
+                Poll::Ready(None) => {}
+                Poll::Pending => gone = false,
+            }
+        }
+        if gone {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn cancel(&mut self, cx: &mut Context<'_>) {
+        for set in &mut self.sets {
+            set.cancel(cx, &mut self.late);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> impl Future<Output = Outcome> + Send + 'static {
+        std::future::ready(Outcome::Ok)
+    }
+
+    // Members of one type share a set (one node each, no box); a member of
+    // another type, added between them, gets a set of its own; every exit
+    // comes back.
+    #[test]
+    fn members_of_one_type_share_a_set() {
+        let mut members = InTask::default();
+        members.push(0, ok());
+        members.push(1, async { Outcome::Ok });
+        members.push(2, ok());
+        members.push(3, ok());
+        assert_eq!(members.sets.len(), 2);
+        let mut ended: Vec<usize> =
+            futures::executor::block_on_stream(futures::stream::poll_fn(|cx| {
+                members.poll_exit(cx)
+            }))
+            .map(|exit| exit.index)
+            .collect();
+        ended.sort();
+        assert_eq!(ended, [0, 1, 2, 3]);
+    }
+}
