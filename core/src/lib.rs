@@ -44,6 +44,9 @@ mod cause;
 #[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
 pub mod debug;
 mod error;
+// The HTTP server's drain flags (and their unit and model tests).
+#[cfg(any(feature = "http", test))]
+mod flag;
 mod group;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -42,9 +42,9 @@ use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::server::conn::auto;
 
-use super::flag::{Flag, FlagWaiter};
 use super::{Executor, HttpService, ResponseBody, ServiceFuture};
 use crate::error::BoxError;
+use crate::flag::{Flag, FlagWaiter};
 use crate::stop::Stop;
 use crate::tasks::TaskToken;
 use crate::waiter::Waiter;

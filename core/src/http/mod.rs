@@ -53,7 +53,6 @@
 
 mod accept;
 mod connection;
-mod flag;
 mod service;
 
 use std::fmt;
@@ -70,7 +69,7 @@ use hyper_util::server::conn::auto;
 
 use self::accept::{AcceptError, Backoff};
 use self::connection::{serve_connection, Clock, ConnState, ConnectionService, TrackedIo};
-use self::flag::Flag;
+use crate::flag::Flag;
 use crate::stop::{Stop, StopTrigger};
 use crate::tasks::TaskTracker;
 

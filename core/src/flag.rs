@@ -1,11 +1,14 @@
-//! A one-way flag with an event of its own, for the server's drain: every
-//! connection watches it on each of its wakes, so its waiters register
-//! once rather than on every poll, as a [`Latch`](crate::latch::Latch)'s
-//! must (its event may be shared, so a listener notified does not mean the
-//! latch is set).
+//! A one-way flag with an event of its own, for the HTTP server's drain:
+//! every connection watches it on each of its wakes, so its waiters
+//! register once rather than on every poll, as a
+//! [`Latch`](crate::latch::Latch)'s must (its event may be shared, so a
+//! listener notified does not mean the latch is set).
 
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicBool, Ordering};
 use std::future::Future;
 use std::pin::Pin;
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -26,7 +29,7 @@ use event_listener::{Event, EventListener};
 /// 3. A waiter whose listener was registered with a waker that wakes the
 ///    polling task need not register again: the flag is checked first, and
 ///    a set after that check wakes that waker (2).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Flag {
     set: AtomicBool,
     event: Event,
@@ -34,7 +37,10 @@ pub(crate) struct Flag {
 
 impl Flag {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::default()
+        Arc::new(Flag {
+            set: AtomicBool::new(false),
+            event: Event::new(),
+        })
     }
 
     /// Sets the flag; returns whether this call set it.
@@ -92,7 +98,60 @@ pub(crate) struct FlagWaiter {
     waker: Option<Waker>,
 }
 
-#[cfg(test)]
+/// A model check of the invariants above: loom runs every interleaving of
+/// the threads, event-listener's internals included (see `latch.rs`).
+#[cfg(all(test, loom))]
+mod model {
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    /// Wakes the waiting thread. Its clones share one `Arc`, so they
+    /// `will_wake` each other, as a runtime's wakers of one task do (loom's
+    /// own `block_on` waker does not, which would leave invariant 3's path
+    /// untried).
+    struct Wakeup(loom::sync::Notify);
+
+    impl Wake for Wakeup {
+        fn wake(self: Arc<Self>) {
+            self.0.notify();
+        }
+    }
+
+    /// Waits for the flag, polling twice on each wake: the second poll
+    /// takes the path that does not register again (invariant 3).
+    fn wait(flag: &Flag) {
+        let wakeup = Arc::new(Wakeup(loom::sync::Notify::new()));
+        let waker = Waker::from(wakeup.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut waiter = FlagWaiter::default();
+        while flag.poll_set(&mut cx, &mut waiter).is_pending()
+            && flag.poll_set(&mut cx, &mut waiter).is_pending()
+        {
+            wakeup.0.wait();
+        }
+    }
+
+    // However the set and the wait interleave, the waiter is woken (loom
+    // reports a thread left asleep as a deadlock).
+    #[test]
+    fn loom_a_flag_waiter_is_never_left_asleep() {
+        loom::model(|| {
+            let flag = Flag::new();
+            let setter = {
+                let flag = flag.clone();
+                loom::thread::spawn(move || {
+                    flag.set();
+                })
+            };
+            wait(&flag);
+            assert!(flag.is_set());
+            setter.join().unwrap();
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
