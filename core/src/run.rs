@@ -549,8 +549,9 @@ impl<M: Members> RunLoop<M> {
     /// Enters one exit. Only the exit of the member that began the stop may
     /// reach the observers before the stop does.
     fn record(&mut self, exit: Ended, now: Instant) {
-        // A restartable member's notices come before its exit.
-        self.take_notices(None);
+        // The member's end begins the stop before anything is told of it:
+        // an observer that stops the group on one of its notices must not
+        // take the cause from it.
         if let (false, Some(entry)) = (M::BEGIN_THE_STOP, self.entries.get(exit.index)) {
             member::begin_stop(
                 &self.state,
@@ -559,6 +560,8 @@ impl<M: Members> RunLoop<M> {
                 &exit.outcome,
             );
         }
+        // A restartable member's notices come before its exit.
+        self.take_notices(None);
         let trigger = self.state.broadcast.trigger();
         if self.state.is_stopped() && trigger != Some(exit.index) {
             self.announce();

@@ -252,6 +252,41 @@ conformance! {
     }
 }
 
+// The failure past the limit is the stop's cause, even when an observer
+// asks the group to stop as it hears the limit was reached: by then the
+// stop has begun, and observers see it has.
+conformance! {
+    fn the_failure_past_the_limit_stays_the_cause_whatever_observers_do<M>() {
+        let mut group = M::group();
+        let timer = ManualTimer::new();
+        timer.fire();
+        group.timer(timer);
+        let handle = group.stop_handle();
+        let seen_stopped = Arc::new(AtomicBool::new(false));
+        let seen = seen_stopped.clone();
+        group.observe(move |event: &Event<'_>| {
+            if let Event::RestartLimitReached { .. } = event {
+                seen.store(handle.is_stopped(), Ordering::SeqCst);
+                handle.stop("the observer gave up");
+            }
+        });
+        group.add("other", |stop: Stop| async move {
+            stop.await;
+            Ok::<(), E>(())
+        });
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let policy = Restart::on_failure().limit(0, Duration::from_secs(3600));
+        group.add_restartable("flaky", policy, always_fails(&attempts));
+        let report = M::block_on(group.run());
+        assert_eq!(
+            report.cause(),
+            Some(&Cause::Finished { member: "flaky".into(), exit: Exit::Failed("attempt 0".into()) }),
+            "{report}"
+        );
+        assert!(seen_stopped.load(Ordering::SeqCst), "the limit was heard before the stop began");
+    }
+}
+
 // No restart once the stop has begun: a member in its backoff when the
 // stop comes is not started again and reports its last outcome; a member
 // that fails during the stop is not restarted either.
