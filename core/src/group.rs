@@ -4,13 +4,11 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::mem;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-use futures::FutureExt;
 
 use crate::error::BoxError;
 use crate::in_task::InTask;
@@ -25,7 +23,7 @@ use crate::stage::{Latches, Stage};
 use crate::state::StopState;
 use crate::stop::{Stop, StopHandle};
 use crate::tasks::{TaskToken, TaskTracker};
-use crate::unwind::Guarded;
+use crate::unwind::{Caught, Guarded};
 
 /// A set of named, long-lived async members that run as one unit.
 ///
@@ -103,6 +101,12 @@ impl Group {
     /// [`run`](Group::run): concurrently, not in parallel, on any executor
     /// (even `futures::executor::block_on`). It has no timer until
     /// [`timer`](Group::timer) gives it one.
+    ///
+    /// Its members start in the order they were added, except that members
+    /// of one type (those one `add` call site adds, say) are kept together
+    /// and start with the first of them: each costs one allocation, its
+    /// future stored in place. So when two members both end at their first
+    /// poll, the one that starts first is the cause.
     ///
     /// ```
     /// let group = allstop::Group::new();
@@ -327,9 +331,7 @@ impl Group {
             let (tx, rx) = futures::channel::oneshot::channel();
             let body = async move {
                 let result =
-                    AssertUnwindSafe(async move { member(stop).await.map_err(Into::into) })
-                        .catch_unwind()
-                        .await;
+                    Caught::new(async move { member(stop).await.map_err(Into::into) }).await;
                 let _ = tx.send(result);
             };
             // Dropping `task` (when the group cancels this member) cancels
@@ -343,7 +345,7 @@ impl Group {
             match result {
                 Ok(Ok(result)) => result,
                 // Re-raised here, caught and reported by the group.
-                Ok(Err(panic)) => panic::resume_unwind(panic),
+                Ok(Err(message)) => panic::resume_unwind(Box::new(message)),
                 Err(_) => Err(BoxError::from(
                     "the member's task ended without a result (its runtime shut down?)",
                 )),

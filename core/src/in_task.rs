@@ -211,4 +211,34 @@ mod tests {
         ended.sort();
         assert_eq!(ended, [0, 1, 2, 3]);
     }
+
+    // The start order `Group::new` documents: in the order added, members
+    // of one type together, with the first of them.
+    #[test]
+    fn members_start_in_the_order_added_those_of_one_type_together() {
+        use std::sync::{Arc, Mutex};
+
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let one_type = |index: usize| {
+            let started = started.clone();
+            async move {
+                started.lock().unwrap().push(index);
+                Outcome::Ok
+            }
+        };
+        let mut members = InTask::default();
+        members.push(0, one_type(0));
+        let other = started.clone();
+        members.push(1, async move {
+            other.lock().unwrap().push(1);
+            Outcome::Ok
+        });
+        members.push(2, one_type(2));
+        let exits = futures::executor::block_on_stream(futures::stream::poll_fn(|cx| {
+            members.poll_exit(cx)
+        }))
+        .count();
+        assert_eq!(exits, 3);
+        assert_eq!(*started.lock().unwrap(), [0, 2, 1]);
+    }
 }

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -15,7 +14,7 @@ use crate::in_task::InTask;
 use crate::report::Outcome;
 use crate::state::StopState;
 use crate::stop::Stop;
-use crate::unwind::{self, Guarded};
+use crate::unwind::{Caught, Guarded};
 
 /// A member that has ended: its position and how it ended.
 pub(crate) struct Ended {
@@ -46,13 +45,11 @@ where
     let run = futures::future::lazy(move |_| start(stop))
         .flatten()
         .map(|result| result.map_err(Into::<BoxError>::into));
-    AssertUnwindSafe(run)
-        .catch_unwind()
-        .map(|result| match result {
-            Ok(Ok(())) => Outcome::Ok,
-            Ok(Err(error)) => Outcome::Err(error),
-            Err(payload) => Outcome::Panicked(unwind::message(payload)),
-        })
+    Caught::new(run).map(|result| match result {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(error)) => Outcome::Err(error),
+        Err(message) => Outcome::Panicked(message),
+    })
 }
 
 /// The future of a member whose `run` reports its own outcome: a
@@ -61,9 +58,7 @@ where
 pub(crate) fn supervised_body(
     run: impl Future<Output = Outcome> + Send + 'static,
 ) -> impl Future<Output = Outcome> + Send + 'static {
-    AssertUnwindSafe(run)
-        .catch_unwind()
-        .map(|result| result.unwrap_or_else(|payload| Outcome::Panicked(unwind::message(payload))))
+    Caught::new(run).map(|result| result.unwrap_or_else(Outcome::Panicked))
 }
 
 /// The members of a group as it is built: in the run's own task, by type

@@ -15,17 +15,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-use futures::FutureExt;
 
 use crate::error::BoxError;
 use crate::report::Outcome;
 use crate::runtime::DynTimer;
 use crate::stop::Stop;
-use crate::unwind;
+use crate::unwind::Caught;
 
 /// How a [restartable member](crate::Group::add_restartable) is restarted:
 /// on which exits, after what backoff, and how often before the group
@@ -266,11 +263,11 @@ where
     E: Into<BoxError>,
 {
     // The error's conversion is the member's code too: inside the guard.
-    let run = AssertUnwindSafe(async { start(stop).await.map_err(Into::<BoxError>::into) });
-    match run.catch_unwind().await {
+    let run = async { start(stop).await.map_err(Into::<BoxError>::into) };
+    match Caught::new(run).await {
         Ok(Ok(())) => Outcome::Ok,
         Ok(Err(error)) => Outcome::Err(error),
-        Err(payload) => Outcome::Panicked(unwind::message(payload)),
+        Err(message) => Outcome::Panicked(message),
     }
 }
 

@@ -4,7 +4,10 @@
 //! hang.
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Runs `f`, turning a panic into its message.
 pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
@@ -58,6 +61,46 @@ impl<T> Drop for Guarded<T> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// `future`, its panics caught: a panic in its `poll` is its output,
+    /// `Err(message)`, and the future is then dropped in place inside the
+    /// guard too, so a `Drop` that panics in turn (as a future whose poll
+    /// panicked may) unwinds nothing. `FutureExt::catch_unwind` would drop
+    /// it outside.
+    pub(crate) struct Caught<F> {
+        #[pin]
+        future: Option<F>,
+    }
+}
+
+impl<F> Caught<F> {
+    pub(crate) fn new(future: F) -> Self {
+        Caught {
+            future: Some(future),
+        }
+    }
+}
+
+impl<F: Future> Future for Caught<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut future = self.project().future;
+        let Some(running) = future.as_mut().as_pin_mut() else {
+            panic!("`Caught` polled after it completed");
+        };
+        match catch(|| running.poll(cx)) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(message) => {
+                // The assignment leaves `None` even if the `Drop` panics.
+                let _ = catch(|| future.set(None));
+                Poll::Ready(Err(message))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +119,28 @@ mod tests {
         let mut guarded = Guarded::new(Bomb);
         assert_eq!(guarded.drop_now(), Err("bomb".to_owned()));
         drop(Guarded::new(Bomb));
+    }
+
+    /// A future whose `poll` panics, and whose `Drop` panics after that.
+    struct PanicTwice;
+
+    impl Future for PanicTwice {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+            panic!("poll");
+        }
+    }
+
+    impl Drop for PanicTwice {
+        fn drop(&mut self) {
+            panic!("drop");
+        }
+    }
+
+    #[test]
+    fn a_future_that_panics_in_poll_then_in_drop_is_its_first_message() {
+        let caught = futures::executor::block_on(Caught::new(PanicTwice));
+        assert_eq!(caught, Err("poll".to_owned()));
     }
 
     #[test]

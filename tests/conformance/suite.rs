@@ -927,6 +927,40 @@ conformance! {
     }
 }
 
+// A member whose future panics in `poll` and then again in its `Drop` (as
+// it is dropped after that panic) is reported panicked; the run neither
+// unwinds nor loses the others.
+conformance! {
+    fn a_member_that_panics_in_poll_and_in_drop_is_reported<M>() {
+        struct PanicTwice;
+        impl std::future::Future for PanicTwice {
+            type Output = Result<(), E>;
+            fn poll(self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+                panic!("panic in poll");
+            }
+        }
+        impl Drop for PanicTwice {
+            fn drop(&mut self) {
+                panic!("panic in Drop");
+            }
+        }
+        let drops = Counter::new();
+        let mut group = M::group();
+        let guard = drops.guard();
+        group.add("obeys", move |stop: Stop| async move {
+            let _guard = guard;
+            stop.await;
+            Ok::<(), E>(())
+        });
+        group.add("twice", |_stop| PanicTwice);
+        let report = M::block_on(group.run());
+        let twice = report.member("twice").unwrap();
+        assert!(matches!(twice.outcome(), Outcome::Panicked(_)), "{report}");
+        assert!(report.member("obeys").unwrap().outcome().is_ok(), "{report}");
+        assert_eq!(drops.get(), 1);
+    }
+}
+
 // A group forced before it runs drops its members unstarted, and a member
 // whose closure panics when dropped unwinds nothing and leaves none behind.
 conformance! {
