@@ -446,9 +446,9 @@ impl Group {
             .get_or_insert_with(async_channel::unbounded)
             .0
             .clone();
-        let (stop, index) = (self.stop_for_next(), self.setup.entries.len());
-        let run = restart::supervise(member, stop, restart, timer, index, notices);
-        self.push_body(name.into(), false, member::supervised_body(run))
+        let (stop, index, name) = (self.stop_for_next(), self.setup.entries.len(), name.into());
+        let run = restart::supervise(member, stop, restart, timer, index, name.clone(), notices);
+        self.push_body(name, false, member::supervised_body(run))
     }
 
     /// The stop signal of the member added next: its stage's.

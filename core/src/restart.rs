@@ -12,6 +12,7 @@
 //! 4. The run loop hears of every restart before the member's exit: a
 //!    notice is sent before the next attempt, or before the member ends.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::BoxError;
+use crate::member;
 use crate::report::Outcome;
 use crate::runtime::DynTimer;
 use crate::stop::Stop;
@@ -198,6 +200,7 @@ pub(crate) async fn supervise<F, Fut, E>(
     policy: Restart,
     timer: Arc<dyn DynTimer>,
     index: usize,
+    name: Cow<'static, str>,
     notices: Notices,
 ) -> Outcome
 where
@@ -216,6 +219,10 @@ where
             return outcome;
         }
         if !policy.admit(&mut recent, Instant::now()) {
+            // The failure past the limit stops the group, and is its cause:
+            // the stop begins before anyone hears the limit was reached (an
+            // observer that stops the group on that news comes second).
+            member::begin_stop(stop.state(), index, name, &outcome);
             let _ = notices.try_send(Notice::LimitReached { index });
             return outcome;
         }
