@@ -306,7 +306,7 @@ impl<M: Members> RunLoop<M> {
     /// in every mode, and each is reported cancelled.
     fn start(parts: Setup, parent: Option<Stop>, start: impl FnOnce(Added, &[Entry]) -> M) -> Self {
         let Setup {
-            members,
+            mut members,
             entries,
             settings,
             state,
@@ -317,7 +317,6 @@ impl<M: Members> RunLoop<M> {
         follow_parent(&state, parent.as_ref());
         let started = Instant::now();
         let early = cancel_reason(&state, parent.as_ref());
-        let mut members = members;
         match early {
             None => {
                 for (index, entry) in entries.iter().enumerate() {
