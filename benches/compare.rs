@@ -262,7 +262,13 @@ fn allocations_table() {
     for kind in http::SERVERS {
         let ours = counts[kind];
         let vs_bare = http::baseline_of(kind)
-            .map(|bare| format!("{:+.1}", ours - counts[bare]))
+            // Rounded first, and `+ 0.0` turns a rounded -0.0 into 0.0.
+            .map(|bare| {
+                format!(
+                    "{:+.1}",
+                    ((ours - counts[bare]) * 10.0).round() / 10.0 + 0.0
+                )
+            })
             .unwrap_or_else(|| "baseline".into());
         println!("| {kind} | {ours:.1} | {vs_bare} |");
     }

@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::task::{ready, Context, Poll};
 
-use allstop_core::http::{HttpRuntime, ServeError};
+use allstop_core::http::{Executor, HttpRuntime, ServeError};
 use async_io::Async;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
@@ -27,13 +27,12 @@ impl SmolExecutor {
     }
 }
 
-impl<F> hyper::rt::Executor<F> for SmolExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        self.runtime.spawn_task(future).detach();
+impl Executor for SmolExecutor {
+    fn execute<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.runtime.spawn_task(task).detach();
     }
 }
 

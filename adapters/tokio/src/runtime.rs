@@ -114,15 +114,14 @@ impl allstop_core::Runtime for Tokio {
     }
 }
 
-/// hyper's executor, for the server's connections and HTTP/2 streams: on
+/// The HTTP server's executor, for its connections and HTTP/2 streams: on
 /// the same runtime as the members, the given one or the current one.
-impl<F> hyper::rt::Executor<F> for Tokio
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        self.handle().spawn(future);
+impl allstop_core::http::Executor for Tokio {
+    fn execute<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.handle().spawn(task);
     }
 }
 

@@ -28,13 +28,12 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
 use hyper::rt::{Read, ReadBufCursor, Sleep, Timer, Write};
@@ -42,7 +41,8 @@ use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::server::conn::auto;
 
-use super::{Executor, HttpService, ResponseBody, ServiceFuture};
+use super::service::HyperExecutor;
+use super::{Executor, HttpService};
 use crate::error::BoxError;
 use crate::flag::{Flag, FlagWaiter};
 use crate::stop::Stop;
@@ -145,10 +145,10 @@ pin_project_lite::pin_project! {
     /// A response body that keeps its request counted as in flight until
     /// hyper drops it, once its last frame is queued (the writes that
     /// follow keep the connection busy: see `TrackedIo`). Holds the
-    /// service's body in place: boxed once, with it, as hyper's body.
-    struct Tracked<B> {
+    /// service's body in place, or none for a HEAD answer over HTTP/2.
+    pub(crate) struct Tracked<B> {
         #[pin]
-        body: B,
+        body: Option<B>,
         in_flight: InFlight,
     }
 }
@@ -165,15 +165,20 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().body.poll_frame(cx).map_err(Into::into)
+        match self.project().body.as_pin_mut() {
+            Some(body) => body.poll_frame(cx).map_err(Into::into),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.body.as_ref().map_or(true, Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -187,50 +192,88 @@ pub(crate) struct ConnectionService<S> {
 }
 
 impl<S: HttpService> Service<Request<Incoming>> for ConnectionService<S> {
-    type Response = Response<ResponseBody>;
+    type Response = Response<Tracked<S::Body>>;
     type Error = BoxError;
-    type Future = ServiceFuture;
+    type Future = Answer<S::Future>;
 
-    fn call(&self, mut request: Request<Incoming>) -> ServiceFuture {
+    fn call(&self, mut request: Request<Incoming>) -> Answer<S::Future> {
         let http1 = request.version() < Version::HTTP_2;
-        // hyper leaves out a HEAD answer's body on HTTP/1 only.
-        let head_on_h2 = !http1 && request.method() == Method::HEAD;
         if !http1 {
             // Relaxed: a hint for the connection task, re-read on each wake.
             self.conn.h2.store(true, Ordering::Relaxed);
         }
+        // hyper leaves out a HEAD answer's body on HTTP/1 only.
+        let head_on_h2 = !http1 && request.method() == Method::HEAD;
         if let Some(stop) = &self.stop {
             request.extensions_mut().insert(stop.clone());
         }
         // Holds the connection's state for the response, too: no other
         // reference is taken per request.
-        let in_flight = self.conn.begin();
-        let response = self.inner.call_http(request);
-        Box::pin(async move {
-            let mut response = response.await.map_err(Into::into)?;
-            let conn = &in_flight.0;
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                // Relaxed: read by the IO on its next poll; nothing else
-                // depends on it.
-                conn.upgraded.store(true, Ordering::Relaxed);
-            } else if http1 && conn.closing.is_set() {
-                // The client will not send another request on this
-                // connection, and hyper closes it after this response.
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            if head_on_h2 {
-                return Ok(without_body(response, in_flight));
-            }
-            Ok(response.map(|body| Tracked { body, in_flight }.boxed_unsync()))
-        })
+        let in_flight = Some(self.conn.begin());
+        Answer {
+            response: self.inner.call_http(request),
+            in_flight,
+            http1,
+            head_on_h2,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The service's response future, wrapped: once the response is ready,
+    /// marks it as the drain needs and hands its request's count to its
+    /// body.
+    pub(crate) struct Answer<F> {
+        #[pin]
+        response: F,
+        // Taken when the response is ready.
+        in_flight: Option<InFlight>,
+        http1: bool,
+        head_on_h2: bool,
+    }
+}
+
+impl<F, B, E> Future for Answer<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<Tracked<B>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.response.poll(cx));
+        let in_flight = this
+            .in_flight
+            .take()
+            .expect("a response future polled after it completed");
+        let mut response = response.map_err(Into::into)?;
+        let conn = &in_flight.0;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Relaxed: read by the IO on its next poll; nothing else
+            // depends on it.
+            conn.upgraded.store(true, Ordering::Relaxed);
+        } else if *this.http1 && conn.closing.is_set() {
+            // The client will not send another request on this
+            // connection, and hyper closes it after this response.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if *this.head_on_h2 {
+            return Poll::Ready(Ok(without_body(response, in_flight)));
+        }
+        Poll::Ready(Ok(response.map(|body| Tracked {
+            body: Some(body),
+            in_flight,
+        })))
     }
 }
 
 /// A HEAD answer: the GET's status and headers, its length when the body
 /// knows it, and no body on the wire.
-fn without_body<B: Body>(response: Response<B>, in_flight: InFlight) -> Response<ResponseBody> {
+fn without_body<B: Body>(response: Response<B>, in_flight: InFlight) -> Response<Tracked<B>> {
     let (mut parts, body) = response.into_parts();
     if let Some(length) = body.size_hint().exact() {
         parts
@@ -238,11 +281,13 @@ fn without_body<B: Body>(response: Response<B>, in_flight: InFlight) -> Response
             .entry(CONTENT_LENGTH)
             .or_insert_with(|| HeaderValue::from(length));
     }
-    let empty = Tracked {
-        body: http_body_util::Empty::<Bytes>::new(),
-        in_flight,
-    };
-    Response::from_parts(parts, empty.boxed_unsync())
+    Response::from_parts(
+        parts,
+        Tracked {
+            body: None,
+            in_flight,
+        },
+    )
 }
 
 /// A connection's IO, counted by the server until it is dropped: by hyper
@@ -578,7 +623,7 @@ impl<T: Timer> Watch<T> {
 pub(crate) async fn serve_connection<I, S, E, T>(
     io: TrackedIo<I>,
     service: ConnectionService<S>,
-    builder: Arc<auto::Builder<E>>,
+    builder: Arc<auto::Builder<HyperExecutor<E>>>,
     timer: T,
     head_timeout: Option<Duration>,
     idle_grace: Duration,

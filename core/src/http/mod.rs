@@ -46,7 +46,7 @@
 //! accepting (5 ms, doubling to a second while the shortage lasts), and,
 //! with the `tracing` feature, says so in a warning.
 //!
-//! The runtime supplies only an [`Accept`] listener, a hyper executor and a
+//! The runtime supplies only an [`Accept`] listener, an [`Executor`] and a
 //! hyper timer; the `allstop-tokio` and `allstop-smol` adapters supply all
 //! three and a one-line member, so the behaviour is the same on both by
 //! construction.
@@ -69,14 +69,13 @@ use hyper_util::server::conn::auto;
 
 use self::accept::{AcceptError, Backoff};
 use self::connection::{serve_connection, Clock, ConnState, ConnectionService, TrackedIo};
+use self::service::HyperExecutor;
 use crate::flag::Flag;
 use crate::stop::{Stop, StopTrigger};
 use crate::tasks::TaskTracker;
 
 pub use self::accept::{Accept, DEFAULT_BACKLOG};
-pub use self::service::{
-    Executor, HttpService, Hyper, IntoHttpService, ResponseBody, ServiceFuture, Tower,
-};
+pub use self::service::{Executor, HttpService, Hyper, IntoHttpService, Tower};
 
 /// Binds a listener of type `L` to `addr` with the default backlog
 /// ([`DEFAULT_BACKLOG`]); the error names the address and the OS error.
@@ -303,9 +302,9 @@ impl<R: HttpRuntime> Server<R> {
     /// Whether handlers find the [`Stop`] in their requests' extensions
     /// (default `true`). A server whose handlers never look for it can turn
     /// it off: the extension is three allocations per request (the
-    /// request's extension map, its table, the value), of the five the
-    /// server adds to hyper's (`BENCHMARKS.md`). A handler that looks for it
-    /// then finds none.
+    /// request's extension map, its table, the value): on tokio, all the
+    /// server adds to hyper's own (`BENCHMARKS.md`). A handler that looks
+    /// for it then finds none.
     ///
     /// ```
     /// # #[cfg(feature = "tokio")] {
@@ -317,8 +316,8 @@ impl<R: HttpRuntime> Server<R> {
         self
     }
 
-    fn builder(&self) -> auto::Builder<R::Executor> {
-        let mut builder = auto::Builder::new(self.executor.clone());
+    fn builder(&self) -> auto::Builder<HyperExecutor<R::Executor>> {
+        let mut builder = auto::Builder::new(HyperExecutor(self.executor.clone()));
         builder
             .http1()
             .timer(self.timer.clone())
@@ -418,7 +417,7 @@ impl<R: HttpRuntime> Server<R> {
         handler_stop: &Stop,
         drain: &Drain,
         connections: &TaskTracker,
-        builder: &Arc<auto::Builder<R::Executor>>,
+        builder: &Arc<auto::Builder<HyperExecutor<R::Executor>>>,
     ) where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
         S: HttpService,
@@ -439,7 +438,7 @@ impl<R: HttpRuntime> Server<R> {
             self.idle_grace,
             drain.forced.clone(),
         );
-        hyper::rt::Executor::execute(&self.executor, Box::pin(connection) as Pin<Box<_>>);
+        self.executor.execute(connection);
     }
 
     /// Once accepting has ended: tells the handlers, serves the backlog,

@@ -2,26 +2,15 @@
 //! `Router`, tonic `Routes`), named by one set of bounds.
 
 use std::future::Future;
-use std::pin::Pin;
 
 use bytes::Bytes;
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper::{Request, Response};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
 use crate::error::BoxError;
-
-/// The response body type allstop hands to hyper: the service's own body,
-/// boxed.
-pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
-
-/// The response future type allstop hands to hyper: the service's own
-/// future, boxed.
-pub type ServiceFuture =
-    Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, BoxError>> + Send>>;
 
 /// A hyper service allstop's server runs (what [`IntoHttpService`] turns a
 /// service into): any
@@ -60,27 +49,59 @@ where
     }
 }
 
-/// An executor for hyper's HTTP/2 streams and allstop's connection tasks:
-/// anything that implements `hyper::rt::Executor` for every `Send` future,
-/// such as hyper-util's `TokioExecutor`. Implemented automatically.
-pub trait Executor:
-    hyper::rt::Executor<Pin<Box<dyn Future<Output = ()> + Send>>>
-    + auto::HttpServerConnExec<ServiceFuture, ResponseBody>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
+/// Runs the server's connection tasks and hyper's HTTP/2 streams on an
+/// async runtime: each one spawned detached, to run to its end on its own.
+/// The adapters' runtimes supply one (`allstop::tokio::Tokio` is its own,
+/// `allstop::smol::SmolExecutor`); implement it for another runtime's
+/// spawner.
+///
+/// It is generic over the task, rather than hyper's `Executor` of one boxed
+/// future type, so that the server hands hyper the service's own future and
+/// body types, unboxed.
+///
+/// ```
+/// use allstop::http::Executor;
+/// use futures::executor::ThreadPool;
+/// use std::future::Future;
+///
+/// #[derive(Clone)]
+/// struct Pool(ThreadPool);
+///
+/// impl Executor for Pool {
+///     fn execute<F>(&self, task: F)
+///     where
+///         F: Future<Output = ()> + Send + 'static,
+///     {
+///         self.0.spawn_ok(task);
+///     }
+/// }
+///
+/// let pool = Pool(ThreadPool::new().unwrap());
+/// let (done, finished) = futures::channel::oneshot::channel();
+/// pool.execute(async move { done.send(2).unwrap() });
+/// assert_eq!(futures::executor::block_on(finished), Ok(2));
+/// ```
+pub trait Executor: Clone + Send + Sync + 'static {
+    /// Spawns `task`, detached: it runs to its end whether or not anyone
+    /// waits for it.
+    fn execute<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static;
 }
 
-impl<E> Executor for E where
-    E: hyper::rt::Executor<Pin<Box<dyn Future<Output = ()> + Send>>>
-        + auto::HttpServerConnExec<ServiceFuture, ResponseBody>
-        + Clone
-        + Send
-        + Sync
-        + 'static
+/// An [`Executor`] as hyper's: for every task hyper spawns (an HTTP/2
+/// stream of any service's future and body).
+#[derive(Clone)]
+pub(crate) struct HyperExecutor<E>(pub(crate) E);
+
+impl<E, F> hyper::rt::Executor<F> for HyperExecutor<E>
+where
+    E: Executor,
+    F: Future<Output = ()> + Send + 'static,
 {
+    fn execute(&self, task: F) {
+        self.0.execute(task);
+    }
 }
 
 /// Anything the server can serve: a hyper service (`service_fn` over an
