@@ -11,7 +11,7 @@ use allstop::{Cause, Exit, Group, Outcome, Report, Stop};
 
 use crate::client::Client;
 use crate::common::{Counter, HANG};
-use crate::net::{App, Config, Net};
+use crate::net::{fnv1a, App, Config, Net};
 
 pub fn bound() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -326,6 +326,42 @@ pub fn malformed_request_gets_400<N: Net>() {
         Client::connect(addr).unwrap().get("/").unwrap().text(),
         "hello"
     );
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
+// A request body far larger than any one read, written in pieces of
+// uneven sizes with the next request in the same write as its end: the
+// handler gets every byte, in order, and the next request is answered too.
+pub fn an_upload_arrives_whole_and_in_order<N: Net>() {
+    let app = App::new();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let upload: Vec<u8> = (0..(3 << 20) + 12_345u32)
+        .map(|i| (i.wrapping_mul(7) ^ (i >> 11)) as u8)
+        .collect();
+    let mut client = Client::connect(addr).unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+        upload.len()
+    );
+    client.stream().write_all(head.as_bytes()).unwrap();
+    let (mut rest, mut piece) = (&upload[..], 1);
+    while rest.len() > 1000 {
+        let (sent, left) = rest.split_at(piece.min(rest.len() - 1000));
+        client.stream().write_all(sent).unwrap();
+        rest = left;
+        piece = piece * 3 % 200_003 + 1;
+    }
+    let mut last = rest.to_vec();
+    last.extend_from_slice(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    client.stream().write_all(&last).unwrap();
+    assert_eq!(
+        client.read().unwrap().text(),
+        format!("{} {:016x}", upload.len(), fnv1a(&upload))
+    );
+    assert_eq!(client.read().unwrap().text(), "hello");
     handle.stop("test");
     assert!(run.join().unwrap().is_success());
 }

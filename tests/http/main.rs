@@ -24,6 +24,7 @@ macro_rules! http_tests {
             handler_sees_the_stop_and_ends_early,
             drain_deadline_drops_the_rest,
             malformed_request_gets_400,
+            an_upload_arrives_whole_and_in_order,
             header_read_timeout_cuts_slow_senders,
             handlers_find_the_stop_unless_told_otherwise,
             no_request_lost_when_stopping_under_load,

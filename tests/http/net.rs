@@ -253,6 +253,15 @@ impl App {
                 let body = Full::new(Bytes::from(vec![b'x'; BIG])).boxed();
                 return Ok(Response::new(body));
             }
+            // The length and a checksum of the request's body: it arrived
+            // whole and in order.
+            "/upload" => {
+                let body = request.into_body().collect().await.expect("the upload");
+                let body = body.to_bytes();
+                self.handled.add();
+                let answer = format!("{} {:016x}", body.len(), fnv1a(&body));
+                return Ok(Response::new(Full::new(Bytes::from(answer)).boxed()));
+            }
             // A stream of events that ends cleanly at the stop.
             "/events" => {
                 self.entered.add();
@@ -318,6 +327,14 @@ impl App {
            + 'static {
         hyper::service::service_fn(move |request| self.clone().handle(request))
     }
+}
+
+/// The 64-bit FNV-1a hash of `bytes`: any byte lost, added or moved
+/// changes it.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Echoes messages until the client closes, or until `stop` (then closes
