@@ -197,24 +197,39 @@ impl hyper::rt::Read for TcpStream {
         cx: &mut Context<'_>,
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        SCRATCH.with_borrow_mut(|scratch| {
-            // No more than hyper's buffer takes.
-            let scratch = &mut scratch[..buf.remaining().min(SCRATCH_LEN)];
-            loop {
-                // The socket is non-blocking: this asks the kernel directly.
-                match self.inner.get_ref().read(scratch) {
-                    Ok(read) => {
-                        buf.put_slice(&scratch[..read]);
-                        return Poll::Ready(Ok(()));
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        ready!(self.inner.poll_readable(cx))?;
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) => return Poll::Ready(Err(error)),
+        loop {
+            match read_arrived(self.inner.get_ref(), &mut buf) {
+                // `poll_readable` may wake the task's previous waker, which
+                // may read another connection: no buffer is borrowed here.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.inner.poll_readable(cx))?;
                 }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                read => return Poll::Ready(read),
             }
-        })
+        }
+    }
+}
+
+/// Reads what has arrived on `stream` (non-blocking: this asks the kernel
+/// directly) into `buf`, no more than it has room for, through the
+/// thread's scratch buffer, borrowed for the read and the copy only; or,
+/// in a thread that has already dropped it (a read from a thread-local's
+/// destructor), through a small one on the stack.
+fn read_arrived(
+    mut stream: &std::net::TcpStream,
+    buf: &mut hyper::rt::ReadBufCursor<'_>,
+) -> io::Result<()> {
+    let mut read_through = |scratch: &mut [u8]| {
+        let room = buf.remaining().min(scratch.len());
+        let scratch = &mut scratch[..room];
+        let read = stream.read(scratch)?;
+        buf.put_slice(&scratch[..read]);
+        Ok(())
+    };
+    match SCRATCH.try_with(|scratch| read_through(&mut scratch.borrow_mut())) {
+        Ok(read) => read,
+        Err(_dropped) => read_through(&mut [0; 1024]),
     }
 }
 
@@ -245,5 +260,125 @@ impl hyper::rt::Write for TcpStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::mem::MaybeUninit;
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    /// A connected pair: the client's end, and the server's as a
+    /// [`TcpStream`].
+    fn connected() -> (std::net::TcpStream, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, TcpStream::from(Async::new(server).unwrap()))
+    }
+
+    /// One `poll_read` into a fresh 64-byte buffer: what it read.
+    fn poll_read_once(stream: &mut TcpStream, waker: &Waker) -> Poll<io::Result<Vec<u8>>> {
+        let mut memory = [MaybeUninit::uninit(); 64];
+        let mut buf = hyper::rt::ReadBuf::uninit(&mut memory);
+        let mut cx = Context::from_waker(waker);
+        let polled = hyper::rt::Read::poll_read(Pin::new(stream), &mut cx, buf.unfilled());
+        polled.map_ok(|()| buf.filled().to_vec())
+    }
+
+    /// Polls until the data sent has arrived.
+    fn read_blocking(stream: &mut TcpStream) -> Vec<u8> {
+        let waker = futures::task::noop_waker();
+        loop {
+            if let Poll::Ready(read) = poll_read_once(stream, &waker) {
+                return read.unwrap();
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// A waker that reads another connection when it is woken.
+    struct ReadsAnother {
+        other: Mutex<TcpStream>,
+        read: mpsc::Sender<io::Result<Vec<u8>>>,
+    }
+
+    impl Wake for ReadsAnother {
+        fn wake(self: Arc<Self>) {
+            let mut other = self.other.lock().unwrap();
+            let waker = futures::task::noop_waker();
+            if let Poll::Ready(read) = poll_read_once(&mut other, &waker) {
+                let _ = self.read.send(read);
+            }
+        }
+    }
+
+    // A task polled with a new waker has its previous one woken by
+    // async-io inside the read; if that waker reads another connection on
+    // the same thread (a runtime that polls on wake), both reads work.
+    #[test]
+    fn a_waker_woken_inside_a_read_can_read_another_connection() {
+        let (_idle_client, mut idle) = connected();
+        let (mut client, other) = connected();
+        client.write_all(b"hi").unwrap();
+        let (read, reads) = mpsc::channel();
+        let waker = Waker::from(Arc::new(ReadsAnother {
+            other: Mutex::new(other),
+            read,
+        }));
+        assert!(poll_read_once(&mut idle, &waker).is_pending());
+        // Polled again with another waker: async-io wakes the first.
+        let noop = futures::task::noop_waker();
+        assert!(poll_read_once(&mut idle, &noop).is_pending());
+        let read = reads
+            .try_recv()
+            .expect("the first waker was woken and read");
+        assert_eq!(read.unwrap(), b"hi");
+    }
+
+    /// Reads its connection when its thread drops it.
+    struct ReadsOnDrop {
+        stream: TcpStream,
+        read: mpsc::Sender<(bool, Vec<u8>)>,
+    }
+
+    impl Drop for ReadsOnDrop {
+        fn drop(&mut self) {
+            let scratch_gone = SCRATCH.try_with(|_| ()).is_err();
+            let _ = self
+                .read
+                .send((scratch_gone, read_blocking(&mut self.stream)));
+        }
+    }
+
+    thread_local! {
+        static READS_ON_DROP: RefCell<Option<ReadsOnDrop>> = const { RefCell::new(None) };
+    }
+
+    // A read from a thread-local's destructor, after the thread has
+    // dropped its scratch buffer, still reads (and does not abort the
+    // process with a panic in a destructor).
+    #[test]
+    fn a_read_after_the_thread_dropped_its_scratch_buffer_still_reads() {
+        let (mut client, stream) = connected();
+        client.write_all(b"hi").unwrap();
+        let (mut first_client, mut first) = connected();
+        let (read, reads) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Registered first, so dropped after the scratch buffer, which
+            // the read below registers.
+            READS_ON_DROP.set(Some(ReadsOnDrop { stream, read }));
+            first_client.write_all(b"first").unwrap();
+            assert_eq!(read_blocking(&mut first), b"first");
+        })
+        .join()
+        .unwrap();
+        let (scratch_gone, read) = reads.recv().unwrap();
+        assert!(scratch_gone, "the scratch buffer was dropped first");
+        assert_eq!(read, b"hi");
     }
 }
