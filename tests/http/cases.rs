@@ -366,6 +366,37 @@ pub fn an_upload_arrives_whole_and_in_order<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
+// A handler that fails over HTTP/2 gets its stream reset, and the request
+// no longer counts as in flight: the connection, still open, drains once
+// idle, rather than holding the drain to its deadline (an error then).
+pub fn a_failed_http2_request_does_not_hold_the_drain<N: Net>() {
+    use crate::h2raw::H2;
+
+    let fails = hyper::service::service_fn(|_request| async {
+        Err::<hyper::Response<http_body_util::Empty<bytes::Bytes>>, _>(io::Error::other("failed"))
+    });
+    let (listener, addr) = bound();
+    let mut group = N::group();
+    let config = Config {
+        drain_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    };
+    group.add("app", N::serve(listener, fails, config));
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = H2::connect(addr).unwrap();
+    client.get(1).unwrap();
+    const RST_STREAM: u8 = 3;
+    while !client
+        .read()
+        .unwrap()
+        .is_some_and(|frame| frame.kind == RST_STREAM && frame.stream == 1)
+    {}
+    handle.stop("test");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+}
+
 // No request lost: keep-alive clients sending back to back while the server
 // stops. Every request a client wrote gets a full response; a client only
 // ever finds the connection closed before writing, never after.

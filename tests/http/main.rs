@@ -25,6 +25,7 @@ macro_rules! http_tests {
             drain_deadline_drops_the_rest,
             malformed_request_gets_400,
             an_upload_arrives_whole_and_in_order,
+            a_failed_http2_request_does_not_hold_the_drain,
             header_read_timeout_cuts_slow_senders,
             handlers_find_the_stop_unless_told_otherwise,
             no_request_lost_when_stopping_under_load,

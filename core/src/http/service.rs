@@ -52,7 +52,7 @@ where
 /// Runs the server's connection tasks and hyper's HTTP/2 streams on an
 /// async runtime: each one spawned detached, to run to its end on its own.
 /// The adapters' runtimes supply one (`allstop::tokio::Tokio` is its own,
-/// `allstop::smol::SmolExecutor`); implement it for another runtime's
+/// `allstop::smol::http::SmolExecutor`); implement it for another runtime's
 /// spawner.
 ///
 /// It is generic over the task, rather than hyper's `Executor` of one boxed
