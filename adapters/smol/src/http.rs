@@ -1,6 +1,6 @@
-//! The listener glue for HTTP on smol: [`Smol`] is an
-//! [`HttpRuntime`], so a server is
-//! `allstop::http::Server::on(Smol::new())`. The serving and draining logic
+//! The socket glue for HTTP on smol: [`Smol`] is an [`HttpRuntime`], so a
+//! server is `allstop::http::Server::on(Smol::new())`, on a [`TcpListener`]
+//! whose connections are [`TcpStream`]s. The serving and draining logic
 //! is [`allstop::http`](allstop_core::http), shared with the tokio adapter.
 
 use std::cell::RefCell;
