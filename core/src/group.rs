@@ -360,7 +360,10 @@ impl Group {
         E: Into<BoxError>,
     {
         let stop = self.stop_for_next();
-        self.push_body(name, watcher, member::body(stop, member))
+        let setup = &mut self.setup;
+        setup.members.add(setup.entries.len(), member, stop);
+        setup.entries.push(Entry::new(name, watcher, self.stage));
+        self
     }
 
     /// Adds the member whose future is `body`, in the stage members go to.

@@ -22,8 +22,9 @@ pub(crate) struct Ended {
     pub(crate) outcome: Outcome,
 }
 
-/// A member's future: the closure `start`, called with `stop` on the first
-/// poll, and its outcome, every panic caught.
+/// A spawned member's future: the closure `start`, called with `stop` on
+/// the first poll, and its outcome, every panic caught. (An in-task member
+/// is kept as this in one enum with its index: see [`InTask::add`].)
 ///
 /// The closure runs inside the panic guard, so a member that panics while
 /// starting is reported like any other panic. The member does not begin the
@@ -69,6 +70,19 @@ pub(crate) enum Added {
 }
 
 impl Added {
+    /// Adds member `index`: `start`, called with `stop` when it starts.
+    pub(crate) fn add<F, Fut, E>(&mut self, index: usize, start: F, stop: Stop)
+    where
+        F: FnOnce(Stop) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        match self {
+            Added::InTask(members) => members.add(index, start, stop),
+            Added::Spawned(_) => self.push(index, body(stop, start)),
+        }
+    }
+
     /// Adds member `index`, whose future is `body`.
     pub(crate) fn push<B: Future<Output = Outcome> + Send + 'static>(
         &mut self,
