@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::BoxError;
-use crate::member::Ended;
+use crate::member::{Ended, Start};
 use crate::report::Outcome;
 use crate::run::Members;
 use crate::stop::Stop;
@@ -39,107 +39,6 @@ trait Slot: Future<Output = Ended> + Send + 'static {
     /// place; a panic in its `Drop` becomes its message. It is pending for
     /// ever after.
     fn drop_now(self: Pin<&mut Self>) -> Result<(), String>;
-}
-
-pin_project_lite::pin_project! {
-    /// A member added as its closure and its stop: the closure is called
-    /// at the first poll, and the future it returns takes its place in the
-    /// same memory. Every panic (the closure's, the future's `poll` and
-    /// `Drop`, its error's conversion) is caught, and the future is dropped
-    /// in place as it ends, under the guard; its set drops the members
-    /// left the same way (see `Set`'s `Drop`). No `Option` around the
-    /// future, and the index in the tag's word: a node as small as the
-    /// future allows, which for a small member stays within glibc's fast
-    /// bins (freed without coalescing).
-    #[project = StartProj]
-    enum Start<F, Fut> {
-        Waiting {
-            index: u32,
-            start: Option<(F, Stop)>,
-        },
-        Running {
-            index: u32,
-            #[pin]
-            future: Fut,
-        },
-        Gone {
-            index: u32,
-        },
-    }
-}
-
-impl<F, Fut> Start<F, Fut> {
-    fn new(index: usize, start: F, stop: Stop) -> Self {
-        Start::Waiting {
-            index: u32::try_from(index).expect("a group has at most 2^32 members"),
-            start: Some((start, stop)),
-        }
-    }
-
-    fn index_of(&self) -> usize {
-        match self {
-            Start::Waiting { index, .. } | Start::Running { index, .. } | Start::Gone { index } => {
-                *index as usize
-            }
-        }
-    }
-
-    /// See [`Slot::drop_now`]. The assignment leaves `Gone` even when the
-    /// old value's `Drop` panics.
-    fn drop_in_place(mut self: Pin<&mut Self>) -> Result<(), String> {
-        let index = self.index_of() as u32;
-        unwind::catch(|| self.set(Start::Gone { index }))
-    }
-}
-
-impl<F, Fut, E> Start<F, Fut>
-where
-    F: FnOnce(Stop) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-    E: Into<BoxError>,
-{
-    /// Starts the member if it has not started, and polls it.
-    fn poll_member(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        if let StartProj::Waiting { index, start } = self.as_mut().project() {
-            let index = *index;
-            let (start, stop) = start.take().expect("a member starts once");
-            self.set(Start::Running {
-                index,
-                future: start(stop),
-            });
-        }
-        match self.project() {
-            StartProj::Running { future, .. } => future.poll(cx).map(|result| match result {
-                Ok(()) => Outcome::Ok,
-                Err(error) => Outcome::Err(error.into()),
-            }),
-            // Ended or cancelled: never polled again by the group.
-            StartProj::Waiting { .. } | StartProj::Gone { .. } => Poll::Pending,
-        }
-    }
-}
-
-impl<F, Fut, E> Future for Start<F, Fut>
-where
-    F: FnOnce(Stop) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-    E: Into<BoxError>,
-{
-    type Output = Ended;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
-        let index = self.index_of();
-        let outcome = match unwind::catch(|| self.as_mut().poll_member(cx)) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(outcome)) => outcome,
-            Err(message) => Outcome::Panicked(message),
-        };
-        // Dropped now, under the guard: a future whose `poll` panicked may
-        // panic in its `Drop` as well. A panic in the `Drop` of a member
-        // that has ended changes nothing of its outcome.
-        let _ = self.drop_in_place();
-        Poll::Ready(Ended { index, outcome })
-    }
 }
 
 impl<F, Fut, E> Slot for Start<F, Fut>
@@ -409,10 +308,10 @@ mod tests {
     }
 
     // Its closure's panic, and its future's `Drop` panicking once it has
-    // ended, are the member's: the first is its outcome, the second changes
-    // nothing; neither unwinds through the set, and its siblings end too.
+    // ended, are its outcome; neither unwinds through the set, and its
+    // siblings end too.
     #[test]
-    fn a_started_member_panicking_in_its_closure_or_its_drop_unwinds_nothing() {
+    fn a_started_member_panicking_in_its_closure_or_its_drop_is_reported() {
         let mut members = InTask::default();
         members.add(
             0,
@@ -425,8 +324,9 @@ mod tests {
         exits.sort_by_key(|exit| exit.index);
         assert_eq!(exits.len(), 3);
         assert!(matches!(&exits[0].outcome, Outcome::Panicked(message) if message == "starting"));
-        assert!(matches!(exits[1].outcome, Outcome::Ok));
-        assert!(matches!(exits[2].outcome, Outcome::Ok));
+        for exit in &exits[1..] {
+            assert!(matches!(&exit.outcome, Outcome::Panicked(message) if message == "dropped"));
+        }
     }
 
     fn ok() -> impl Future<Output = Outcome> + Send + 'static {

@@ -14,7 +14,7 @@ use crate::in_task::InTask;
 use crate::report::Outcome;
 use crate::state::StopState;
 use crate::stop::Stop;
-use crate::unwind::{Caught, Guarded};
+use crate::unwind::{self, Caught, Guarded};
 
 /// A member that has ended: its position and how it ended.
 pub(crate) struct Ended {
@@ -22,35 +22,115 @@ pub(crate) struct Ended {
     pub(crate) outcome: Outcome,
 }
 
-/// A spawned member's future: the closure `start`, called with `stop` on
-/// the first poll, and its outcome, every panic caught. (An in-task member
-/// is kept as this in one enum with its index: see [`InTask::add`].)
-///
-/// The closure runs inside the panic guard, so a member that panics while
-/// starting is reported like any other panic. The member does not begin the
-/// group's stop when it ends: what runs it does (see [`begin_stop`]).
-///
-/// Built from `futures` combinators rather than an `async` block: they keep
-/// the closure and the future it returns in one slot, which halves its
-/// size.
-pub(crate) fn body<F, Fut, E>(
-    stop: Stop,
-    start: F,
-) -> impl Future<Output = Outcome> + Send + 'static
+pin_project_lite::pin_project! {
+    /// A member added as its closure and its stop: the closure is called
+    /// at the first poll, and the future it returns takes its place in the
+    /// same memory. Every panic (the closure's, the future's `poll` and
+    /// `Drop`, its error's conversion and `Drop`) is caught, and the
+    /// future is dropped in place as it ends, under the guard; what holds
+    /// a member that has not ended drops it with [`Start::drop_in_place`]
+    /// (an in-task set, in its `Drop`) or under a guard of its own (a
+    /// spawned member). No `Option` around the future, and the index in the
+    /// tag's word: in an in-task set, a node as small as the future
+    /// allows, which for a small member stays within glibc's fast bins
+    /// (freed without coalescing).
+    #[project = StartProj]
+    pub(crate) enum Start<F, Fut> {
+        Waiting {
+            index: u32,
+            start: Option<(F, Stop)>,
+        },
+        Running {
+            index: u32,
+            #[pin]
+            future: Fut,
+        },
+        Gone {
+            index: u32,
+        },
+    }
+}
+
+impl<F, Fut> Start<F, Fut> {
+    pub(crate) fn new(index: usize, start: F, stop: Stop) -> Self {
+        Start::Waiting {
+            index: u32::try_from(index).expect("a group has at most 2^32 members"),
+            start: Some((start, stop)),
+        }
+    }
+
+    pub(crate) fn index_of(&self) -> usize {
+        match self {
+            Start::Waiting { index, .. } | Start::Running { index, .. } | Start::Gone { index } => {
+                *index as usize
+            }
+        }
+    }
+
+    /// Drops the member's closure or future now, in place; a panic in its
+    /// `Drop` becomes its message. The assignment leaves `Gone` (pending
+    /// for ever) even when the old value's `Drop` panics.
+    pub(crate) fn drop_in_place(mut self: Pin<&mut Self>) -> Result<(), String> {
+        let index = self.index_of() as u32;
+        unwind::catch(|| self.set(Start::Gone { index }))
+    }
+}
+
+impl<F, Fut, E> Start<F, Fut>
 where
-    F: FnOnce(Stop) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    F: FnOnce(Stop) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
     E: Into<BoxError>,
 {
-    // The error's conversion is the member's code too: inside the guard.
-    let run = futures::future::lazy(move |_| start(stop))
-        .flatten()
-        .map(|result| result.map_err(Into::<BoxError>::into));
-    Caught::new(run).map(|result| match result {
-        Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(error)) => Outcome::Err(error),
-        Err(message) => Outcome::Panicked(message),
-    })
+    /// Starts the member if it has not started, and polls it.
+    fn poll_member(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        if let StartProj::Waiting { index, start } = self.as_mut().project() {
+            let index = *index;
+            let (start, stop) = start.take().expect("a member starts once");
+            self.set(Start::Running {
+                index,
+                future: start(stop),
+            });
+        }
+        match self.project() {
+            StartProj::Running { future, .. } => future.poll(cx).map(|result| match result {
+                Ok(()) => Outcome::Ok,
+                Err(error) => Outcome::Err(error.into()),
+            }),
+            // Ended or cancelled: never polled again by the group.
+            StartProj::Waiting { .. } | StartProj::Gone { .. } => Poll::Pending,
+        }
+    }
+}
+
+impl<F, Fut, E> Future for Start<F, Fut>
+where
+    F: FnOnce(Stop) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    type Output = Ended;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
+        let index = self.index_of();
+        let mut outcome = match unwind::catch(|| self.as_mut().poll_member(cx)) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(outcome)) => outcome,
+            Err(message) => Outcome::Panicked(message),
+        };
+        // Dropped now, under the guard: its `Drop` is the member's code too.
+        // A panic there is its outcome, unless it has panicked already (a
+        // future whose `poll` panicked may panic in its `Drop` as well): the
+        // first panic is the one reported.
+        if let Err(message) = self.drop_in_place() {
+            if !matches!(outcome, Outcome::Panicked(_)) {
+                let ended = std::mem::replace(&mut outcome, Outcome::Panicked(message));
+                // An error's `Drop` is the member's code too.
+                let _ = unwind::drop_caught(ended);
+            }
+        }
+        Poll::Ready(Ended { index, outcome })
+    }
 }
 
 /// The future of a member whose `run` reports its own outcome: a
@@ -79,7 +159,11 @@ impl Added {
     {
         match self {
             Added::InTask(members) => members.add(index, start, stop),
-            Added::Spawned(_) => self.push(index, body(stop, start)),
+            // The same state machine as in the run's task, boxed.
+            Added::Spawned(_) => {
+                let body = Start::new(index, start, stop).map(|ended| ended.outcome);
+                self.push(index, body);
+            }
         }
     }
 

@@ -928,6 +928,53 @@ conformance! {
     }
 }
 
+// A member whose future ends, with `Ok` or with an error, and then panics
+// in its `Drop` (dropped as it ends) is reported panicked, in every mode;
+// the error, dropped in its place, may panic in its own `Drop` too.
+conformance! {
+    fn a_member_that_ends_then_panics_in_drop_is_reported<M>() {
+        struct PanicsInDrop;
+        impl Drop for PanicsInDrop {
+            fn drop(&mut self) {
+                panic!("error dropped");
+            }
+        }
+        #[derive(Debug)]
+        struct Failed(#[allow(dead_code)] PanicsInDrop);
+        impl std::fmt::Display for Failed {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("failed")
+            }
+        }
+        impl std::error::Error for Failed {}
+        impl std::fmt::Debug for PanicsInDrop {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("PanicsInDrop")
+            }
+        }
+        struct EndsThenPanics(Option<Result<(), Failed>>);
+        impl std::future::Future for EndsThenPanics {
+            type Output = Result<(), Failed>;
+            fn poll(mut self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+                Poll::Ready(self.0.take().expect("polled once"))
+            }
+        }
+        impl Drop for EndsThenPanics {
+            fn drop(&mut self) {
+                panic!("panic in Drop");
+            }
+        }
+        let mut group = M::group();
+        group.add("ok", |_stop| EndsThenPanics(Some(Ok(()))));
+        group.add("err", |_stop| EndsThenPanics(Some(Err(Failed(PanicsInDrop)))));
+        let report = M::block_on(group.run());
+        for name in ["ok", "err"] {
+            let outcome = report.member(name).unwrap().outcome();
+            assert!(matches!(outcome, Outcome::Panicked(m) if m == "panic in Drop"), "{report}");
+        }
+    }
+}
+
 // A group forced before it runs drops its members unstarted, and a member
 // whose closure panics when dropped unwinds nothing and leaves none behind.
 conformance! {
