@@ -202,6 +202,12 @@ pub(crate) struct Member {
 }
 
 impl Member {
+    /// Its index in the run: its entry's, and its waker slot's when
+    /// spawned.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
     /// Drops the member now, as the group cancels it. A panic in its `Drop`
     /// is its outcome: `Some(exit)` then.
     pub(crate) fn cancel(&mut self) -> Option<Ended> {

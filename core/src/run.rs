@@ -122,15 +122,17 @@ impl<T> Spawned<T> {
             wakers: members.iter().map(|_| AtomicWaker::new()).collect(),
             tx,
         });
+        // Member `i` is the `i`th added: its entry and its waker slot are
+        // the `i`th too.
         let tasks = members
             .into_iter()
             .zip(entries)
             .enumerate()
-            .map(|(slot, (member, entry))| {
+            .map(|(position, (member, entry))| {
+                debug_assert_eq!(member.index(), position);
                 spawn(Reporting {
                     member,
                     name: entry.name.clone(),
-                    slot,
                     collector: collector.clone(),
                 })
             })
@@ -185,8 +187,7 @@ pub(crate) struct Reporting {
     member: Member,
     /// The member's, for the cause if its end begins the stop.
     name: Cow<'static, str>,
-    /// This task's waker slot in the collector.
-    slot: usize,
+    /// Its waker slot is the member's index.
     collector: Arc<Collector>,
 }
 
@@ -206,7 +207,7 @@ impl Future for Reporting {
                 // latch, then wakes every slot, so a cancel is either seen
                 // here or wakes this task.
                 let collector = &this.collector;
-                collector.wakers[this.slot].register(cx.waker());
+                collector.wakers[this.member.index()].register(cx.waker());
                 if !collector.state.cancel.is_set() {
                     return Poll::Pending;
                 }
@@ -220,7 +221,7 @@ impl Future for Reporting {
         };
         // This task's waker would keep the task's memory until the last
         // task ends; it has nothing more to be woken for.
-        drop(this.collector.wakers[this.slot].take());
+        drop(this.collector.wakers[this.member.index()].take());
         // Never full: the channel has a slot per member (guarantee 4).
         if let Some(exit) = exit {
             let _ = this.collector.tx.try_send(exit);
