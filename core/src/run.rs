@@ -31,6 +31,7 @@ use crate::stage::{Change, Latches, Stage, Stages};
 use crate::state::StopState;
 use crate::stop::Stop;
 use crate::tasks::TaskTracker;
+use crate::unwind;
 use crate::waiter::Waiter;
 
 type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -222,9 +223,13 @@ impl Future for Reporting {
         // This task's waker would keep the task's memory until the last
         // task ends; it has nothing more to be woken for.
         drop(this.collector.wakers[this.member.index()].take());
-        // Never full: the channel has a slot per member (guarantee 4).
+        // Never full: the channel has a slot per member (guarantee 4). But
+        // closed if the run is gone: the exit is then dropped here, under a
+        // guard (an error's `Drop` is the member's code).
         if let Some(exit) = exit {
-            let _ = this.collector.tx.try_send(exit);
+            if let Err(unsent) = this.collector.tx.try_send(exit) {
+                let _ = unwind::drop_caught(unsent);
+            }
         }
         Poll::Ready(())
     }
@@ -726,8 +731,103 @@ fn nanos(duration: Duration) -> u64 {
 
 #[cfg(all(test, target_pointer_width = "64"))]
 mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::task::Context;
+
     use super::Entry;
     use crate::report::MemberReport;
+    use crate::{Group, Runtime, Timer};
+
+    /// A runtime that runs each task on a thread of its own, and counts the
+    /// tasks that unwound (a panic that reached the runtime). It does not
+    /// cancel: a task keeps running after the run is gone, as one that is
+    /// inside its `poll` when the run is dropped does on any runtime.
+    struct Threads {
+        unwound: Arc<AtomicUsize>,
+        ended: mpsc::Sender<()>,
+    }
+
+    impl Timer for Threads {
+        type Sleep = std::future::Pending<()>;
+
+        fn sleep(&self, _: std::time::Duration) -> Self::Sleep {
+            std::future::pending()
+        }
+    }
+
+    impl Runtime for Threads {
+        type Task = std::future::Ready<()>;
+
+        fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) -> Self::Task {
+            let (unwound, ended) = (self.unwound.clone(), self.ended.clone());
+            std::thread::spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| futures::executor::block_on(future));
+                if std::panic::catch_unwind(run).is_err() {
+                    unwound.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = ended.send(());
+            });
+            std::future::ready(())
+        }
+    }
+
+    #[derive(Debug)]
+    struct PanicsInDrop;
+
+    impl Drop for PanicsInDrop {
+        fn drop(&mut self) {
+            panic!("error dropped");
+        }
+    }
+
+    #[derive(Debug)]
+    struct Failed(#[allow(dead_code)] PanicsInDrop);
+
+    impl std::fmt::Display for Failed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("failed")
+        }
+    }
+
+    impl std::error::Error for Failed {}
+
+    // A spawned member that ends after the run is gone (dropped while the
+    // member was inside its last poll) finds no one to take its exit; the
+    // exit, an error whose `Drop` panics, is dropped under a guard, and
+    // nothing reaches the runtime.
+    #[test]
+    fn an_exit_nobody_takes_is_dropped_under_a_guard() {
+        let unwound = Arc::new(AtomicUsize::new(0));
+        let (ended, member_ended) = mpsc::channel();
+        let mut group = Group::on(Threads {
+            unwound: unwound.clone(),
+            ended,
+        });
+        let (entered, member_entered) = mpsc::channel();
+        let (proceed, may_proceed) = mpsc::channel::<()>();
+        group.add("late", move |_stop| async move {
+            entered.send(()).unwrap();
+            may_proceed.recv().unwrap();
+            Err::<(), _>(Failed(PanicsInDrop))
+        });
+        let mut run = Box::pin(group.run());
+        let waker = futures::task::noop_waker();
+        assert!(run
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        member_entered.recv().unwrap();
+        drop(run);
+        proceed.send(()).unwrap();
+        member_ended.recv().unwrap();
+        assert_eq!(
+            unwound.load(Ordering::Relaxed),
+            0,
+            "a panic reached the runtime"
+        );
+    }
 
     /// A member's bookkeeping costs what it did before stages and restarts
     /// (72 bytes each), which a group that uses neither must not pay for;
