@@ -933,6 +933,7 @@ conformance! {
 // the error, dropped in its place, may panic in its own `Drop` too.
 conformance! {
     fn a_member_that_ends_then_panics_in_drop_is_reported<M>() {
+        #[derive(Debug)]
         struct PanicsInDrop;
         impl Drop for PanicsInDrop {
             fn drop(&mut self) {
@@ -947,11 +948,6 @@ conformance! {
             }
         }
         impl std::error::Error for Failed {}
-        impl std::fmt::Debug for PanicsInDrop {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("PanicsInDrop")
-            }
-        }
         struct EndsThenPanics(Option<Result<(), Failed>>);
         impl std::future::Future for EndsThenPanics {
             type Output = Result<(), Failed>;
@@ -972,30 +968,6 @@ conformance! {
             let outcome = report.member(name).unwrap().outcome();
             assert!(matches!(outcome, Outcome::Panicked(m) if m == "panic in Drop"), "{report}");
         }
-    }
-}
-
-// A group forced before it runs drops its members unstarted, and a member
-// whose closure panics when dropped unwinds nothing and leaves none behind.
-conformance! {
-    fn members_never_started_are_dropped_quietly<M>() {
-        let drops = Counter::new();
-        let mut group = M::group();
-        for i in 0..4 {
-            let guard = drops.guard();
-            let bomb = if i == 2 { Some(PanicOnDrop) } else { None };
-            group.add(format!("m{i}"), move |stop: Stop| async move {
-                let _kept = (guard, bomb);
-                stop.await;
-                Ok::<(), E>(())
-            });
-        }
-        let handle = group.stop_handle();
-        handle.stop("one");
-        handle.stop("two");
-        let report = M::block_on(group.run());
-        assert_eq!(report.members().len(), 4, "{report}");
-        assert_eq!(drops.get(), 4, "a member outlived the run");
     }
 }
 
@@ -1298,14 +1270,18 @@ conformance! {
 }
 
 // Item 7: a group forced (stopped twice) before `run` starts no member, in
-// every mode, and reports each one cancelled.
+// every mode, and reports each one cancelled. It drops them unstarted, and
+// a member whose closure panics when dropped unwinds nothing and leaves
+// none behind.
 conformance! {
     fn forced_before_run_starts_nothing<M>() {
-        let started = Counter::new();
+        let (started, drops) = (Counter::new(), Counter::new());
         let mut group = M::group();
         for i in 0..4 {
-            let started = started.clone();
+            let (started, guard) = (started.clone(), drops.guard());
+            let bomb = if i == 2 { Some(PanicOnDrop) } else { None };
             group.add(format!("m{i}"), move |stop: Stop| async move {
+                let _kept = (guard, bomb);
                 started.add();
                 stop.await;
                 Ok::<(), E>(())
@@ -1324,6 +1300,7 @@ conformance! {
             "{report}"
         );
         assert_eq!(report.cause(), Some(&Cause::Requested("one".into())));
+        assert_eq!(drops.get(), 4, "a member outlived the run");
     }
 }
 
