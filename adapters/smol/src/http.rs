@@ -258,8 +258,12 @@ impl hyper::rt::Write for TcpStream {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
+    /// Ends the writing half: the client reads the end of the stream while
+    /// the connection stays open for reading, as on tokio. (async-io's
+    /// `poll_close` only flushes.)
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_close(cx)
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        Poll::Ready(self.inner.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -315,6 +319,30 @@ mod tests {
                 let _ = self.read.send(read);
             }
         }
+    }
+
+    // Shutting the stream down ends what the client reads, while the
+    // server can still read what the client sends, as tokio's does.
+    #[test]
+    fn a_shutdown_ends_the_clients_stream_and_keeps_reading() {
+        use std::io::Read;
+
+        let (mut client, mut stream) = connected();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let shutdown = hyper::rt::Write::poll_shutdown(Pin::new(&mut stream), &mut cx);
+        assert!(matches!(shutdown, Poll::Ready(Ok(()))), "{shutdown:?}");
+        // Bounded: without the half-close the read would wait for ever.
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(
+            client.read(&mut [0; 8]).unwrap(),
+            0,
+            "the end of the stream"
+        );
+        client.write_all(b"late").unwrap();
+        assert_eq!(read_blocking(&mut stream), b"late");
     }
 
     // A task polled with a new waker has its previous one woken by
