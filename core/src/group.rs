@@ -168,13 +168,11 @@ impl Group {
             let state = setup.state.clone();
             // `run` starts the members on the first poll, not here: a run
             // that is never awaited spawns nothing.
-            Run::new(run::run(setup, parent, move |members, entries| {
+            Run::new(run::run(setup, parent, move |members| {
                 let Added::Spawned(members) = members else {
                     unreachable!("a group on a runtime adds its members boxed")
                 };
-                Spawned::new(members, entries, &state, |reporting| {
-                    runtime.spawn(reporting)
-                })
+                Spawned::new(members, &state, |reporting| runtime.spawn(reporting))
             }))
         }));
         group
@@ -361,7 +359,7 @@ impl Group {
     {
         let stop = self.stop_for_next();
         let setup = &mut self.setup;
-        setup.members.add(setup.entries.len(), member, stop);
+        setup.members.add(setup.entries.len(), &name, member, stop);
         setup.entries.push(Entry::new(name, watcher, self.stage));
         self
     }
@@ -374,7 +372,7 @@ impl Group {
         body: impl Future<Output = Outcome> + Send + 'static,
     ) -> &mut Self {
         let setup = &mut self.setup;
-        setup.members.push(setup.entries.len(), body);
+        setup.members.push(setup.entries.len(), &name, body);
         setup.entries.push(Entry::new(name, watcher, self.stage));
         self
     }
@@ -688,7 +686,7 @@ impl Group {
     fn start(self, parent: Option<Stop>) -> Run {
         match self.launch {
             Some(launch) => launch(self.setup, parent),
-            None => Run::new(run::run(self.setup, parent, |members, _| {
+            None => Run::new(run::run(self.setup, parent, |members| {
                 let Added::InTask(members) = members else {
                     unreachable!("an in-task group adds its members by type")
                 };

@@ -150,9 +150,18 @@ pub(crate) enum Added {
 }
 
 impl Added {
-    /// Adds member `index`: `start`, called with `stop` when it starts.
-    pub(crate) fn add<F, Fut, E>(&mut self, index: usize, start: F, stop: Stop)
-    where
+    /// Adds member `index`, called `name`: `start`, called with `stop` when
+    /// it starts.
+    // A `Cow`, not a `&str`: a spawned member keeps a clone of a static name,
+    // not a copy, and an in-task member none.
+    #[allow(clippy::ptr_arg)]
+    pub(crate) fn add<F, Fut, E>(
+        &mut self,
+        index: usize,
+        name: &Cow<'static, str>,
+        start: F,
+        stop: Stop,
+    ) where
         F: FnOnce(Stop) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
@@ -162,23 +171,26 @@ impl Added {
             // The same state machine as in the run's task, boxed.
             Added::Spawned(_) => {
                 let body = Start::new(index, start, stop).map(|ended| ended.outcome);
-                self.push(index, body);
+                self.push(index, name, body);
             }
         }
     }
 
-    /// Adds member `index`, whose future is `body`.
+    /// Adds member `index`, called `name`, whose future is `body`.
+    #[allow(clippy::ptr_arg)] // As in `add`.
     pub(crate) fn push<B: Future<Output = Outcome> + Send + 'static>(
         &mut self,
         index: usize,
+        name: &Cow<'static, str>,
         body: B,
     ) {
         match self {
             Added::InTask(members) => members.push(index, body),
-            Added::Spawned(members) => members.push(Member {
+            Added::Spawned(members) => members.push(Member(Guarded::new(Box::pin(Named {
                 index,
-                body: Guarded::new(Box::pin(body)),
-            }),
+                name: name.clone(),
+                body,
+            })))),
         }
     }
 
@@ -192,27 +204,68 @@ impl Added {
     }
 }
 
-type Body = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+pin_project_lite::pin_project! {
+    /// A spawned member's future, with its index and its name in the same
+    /// box: its runtime's task then holds a pointer to it and the
+    /// collector, 24 bytes, which on tokio makes the task 128 bytes rather
+    /// than 256.
+    struct Named<B> {
+        index: usize,
+        name: Cow<'static, str>,
+        #[pin]
+        body: B,
+    }
+}
+
+/// A spawned member's future, type-erased, and what its task needs to know
+/// of it.
+trait NamedFuture: Future<Output = Outcome> + Send {
+    /// Its index in the run: its entry's and its waker slot's.
+    fn index(&self) -> usize;
+    /// Its name, for the cause if its end begins the stop.
+    fn name(&self) -> &str;
+}
+
+impl<B: Future<Output = Outcome> + Send> Future for Named<B> {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        self.project().body.poll(cx)
+    }
+}
+
+impl<B: Future<Output = Outcome> + Send> NamedFuture for Named<B> {
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
 
 /// A member to be spawned: type-erased, so that the runtime's task holds
 /// it as it is. Dropping it never unwinds.
-pub(crate) struct Member {
-    index: usize,
-    body: Guarded<Body>,
-}
+pub(crate) struct Member(Guarded<Pin<Box<dyn NamedFuture>>>);
 
 impl Member {
     /// Its index in the run: its entry's, and its waker slot's when
-    /// spawned.
-    pub(crate) fn index(&self) -> usize {
-        self.index
+    /// spawned. `None` once it is gone.
+    pub(crate) fn index(&self) -> Option<usize> {
+        self.0.get().map(|body| body.index())
+    }
+
+    /// Its name; `""` once it is gone.
+    pub(crate) fn name(&self) -> &str {
+        self.0.get().map_or("", |body| body.name())
     }
 
     /// Drops the member now, as the group cancels it. A panic in its `Drop`
     /// is its outcome: `Some(exit)` then.
     pub(crate) fn cancel(&mut self) -> Option<Ended> {
-        self.body.drop_now().err().map(|message| Ended {
-            index: self.index,
+        let index = self.index()?;
+        self.0.drop_now().err().map(|message| Ended {
+            index,
             outcome: Outcome::Panicked(message),
         })
     }
@@ -222,12 +275,13 @@ impl Future for Member {
     type Output = Ended;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
-        let index = self.index;
-        match self.body.get_mut() {
-            Some(body) => body
-                .as_mut()
-                .poll(cx)
-                .map(|outcome| Ended { index, outcome }),
+        match self.0.get_mut() {
+            Some(body) => {
+                let index = body.index();
+                body.as_mut()
+                    .poll(cx)
+                    .map(|outcome| Ended { index, outcome })
+            }
             // Cancelled: never polled again by the group.
             None => Poll::Pending,
         }

@@ -111,7 +111,6 @@ pub(crate) struct Spawned<T> {
 impl<T> Spawned<T> {
     pub(crate) fn new(
         members: Vec<Member>,
-        entries: &[Entry],
         state: &Arc<StopState>,
         spawn: impl Fn(Reporting) -> T,
     ) -> Self {
@@ -123,17 +122,14 @@ impl<T> Spawned<T> {
             wakers: members.iter().map(|_| AtomicWaker::new()).collect(),
             tx,
         });
-        // Member `i` is the `i`th added: its entry and its waker slot are
-        // the `i`th too.
+        // Member `i` is the `i`th added: its waker slot is the `i`th too.
         let tasks = members
             .into_iter()
-            .zip(entries)
             .enumerate()
-            .map(|(position, (member, entry))| {
-                debug_assert_eq!(member.index(), position);
+            .map(|(position, member)| {
+                debug_assert_eq!(member.index(), Some(position));
                 spawn(Reporting {
                     member,
-                    name: entry.name.clone(),
                     collector: collector.clone(),
                 })
             })
@@ -183,11 +179,10 @@ struct Collector {
 
 /// A spawned member: sends its exit to the collector; once the group
 /// cancels, polls its member a last time and drops it. Its fields drop in
-/// order, the member before the collector.
+/// order, the member before the collector. Two pointers: the member's
+/// index and name are in its box (see `member::Named`).
 pub(crate) struct Reporting {
     member: Member,
-    /// The member's, for the cause if its end begins the stop.
-    name: Cow<'static, str>,
     /// Its waker slot is the member's index.
     collector: Arc<Collector>,
 }
@@ -197,10 +192,14 @@ impl Future for Reporting {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        // Gone only once this task has ended: never polled then.
+        let Some(index) = this.member.index() else {
+            return Poll::Ready(());
+        };
         let exit = match Pin::new(&mut this.member).poll(cx) {
             Poll::Ready(exit) => {
-                let (state, name) = (&this.collector.state, mem::take(&mut this.name));
-                member::begin_stop(state, exit.index, name, &exit.outcome);
+                let name = Cow::Borrowed(this.member.name());
+                member::begin_stop(&this.collector.state, index, name, &exit.outcome);
                 Some(exit)
             }
             Poll::Pending => {
@@ -208,7 +207,7 @@ impl Future for Reporting {
                 // latch, then wakes every slot, so a cancel is either seen
                 // here or wakes this task.
                 let collector = &this.collector;
-                collector.wakers[this.member.index()].register(cx.waker());
+                collector.wakers[index].register(cx.waker());
                 if !collector.state.cancel.is_set() {
                     return Poll::Pending;
                 }
@@ -222,7 +221,7 @@ impl Future for Reporting {
         };
         // This task's waker would keep the task's memory until the last
         // task ends; it has nothing more to be woken for.
-        drop(this.collector.wakers[this.member.index()].take());
+        drop(this.collector.wakers[index].take());
         // Never full: the channel has a slot per member (guarantee 4). But
         // closed if the run is gone: the exit is then dropped here, under a
         // guard (an error's `Drop` is the member's code).
@@ -298,7 +297,7 @@ pub(crate) struct Setup {
 pub(crate) async fn run<M: Members>(
     parts: Setup,
     parent: Option<Stop>,
-    start: impl FnOnce(Added, &[Entry]) -> M,
+    start: impl FnOnce(Added) -> M,
 ) -> Report {
     let mut run = RunLoop::start(parts, parent, start);
     poll_fn(|cx| run.poll(cx)).await;
@@ -310,7 +309,7 @@ impl<M: Members> RunLoop<M> {
     /// no member acts before the observers know of it) — unless a second
     /// request or the parent cancelled the group already: then none starts,
     /// in every mode, and each is reported cancelled.
-    fn start(parts: Setup, parent: Option<Stop>, start: impl FnOnce(Added, &[Entry]) -> M) -> Self {
+    fn start(parts: Setup, parent: Option<Stop>, start: impl FnOnce(Added) -> M) -> Self {
         let Setup {
             mut members,
             entries,
@@ -338,7 +337,7 @@ impl<M: Members> RunLoop<M> {
         let working = entries.iter().filter(|e| !e.watcher).map(|e| e.stage);
         let stages = Stages::new(latches, working);
         RunLoop {
-            members: start(members, &entries),
+            members: start(members),
             stages,
             // The senders are the members'; the channel closes with them.
             notices: notices.map(|(_, rx)| Box::pin(rx)),
@@ -736,7 +735,7 @@ mod tests {
     use std::sync::{mpsc, Arc};
     use std::task::Context;
 
-    use super::Entry;
+    use super::{Entry, Reporting};
     use crate::report::MemberReport;
     use crate::{Group, Runtime, Timer};
 
@@ -836,5 +835,13 @@ mod tests {
     fn an_entry_and_a_report_line_take_72_bytes() {
         assert_eq!(std::mem::size_of::<Entry>(), 72);
         assert_eq!(std::mem::size_of::<MemberReport>(), 72);
+    }
+
+    /// A spawned member's task holds two pointers, its box and the
+    /// collector: tokio's tasks are 128 bytes for a future of up to 24
+    /// bytes, and 256 past it.
+    #[test]
+    fn a_spawned_member_s_task_holds_24_bytes() {
+        assert_eq!(std::mem::size_of::<Reporting>(), 24);
     }
 }
