@@ -49,6 +49,7 @@ macro_rules! http_tests {
             the_drain_deadline_cuts_an_upgraded_connection,
             an_event_stream_ends_cleanly_at_the_stop,
             an_axum_router_is_served_as_it_is,
+            a_service_that_is_not_sync_is_served,
             tonic_routes_are_served_as_they_are,
         );
     };

@@ -183,6 +183,38 @@ pub fn an_axum_router_is_served_as_it_is<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
+// A tower service that is `Send` but not `Sync` is served, as hyper and
+// `axum::serve` serve it: tower's `BoxCloneService`, the usual name of a
+// stack of layers, is one. Its handler still finds the stop.
+pub fn a_service_that_is_not_sync_is_served<N: Net>() {
+    use axum::extract::Extension;
+    use axum::routing::get;
+    use tower::util::BoxCloneService;
+
+    let router = axum::Router::new().route(
+        "/",
+        get(|Extension(stop): Extension<Stop>| async move {
+            if stop.is_stopped() {
+                "stopped"
+            } else {
+                "boxed, running"
+            }
+        }),
+    );
+    let service: BoxCloneService<_, _, std::convert::Infallible> = BoxCloneService::new(router);
+    let (listener, addr) = bound();
+    let mut group = N::group();
+    group.add("app", N::serve(listener, service, Config::default()));
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    assert_eq!(
+        Client::connect(addr).unwrap().get("/").unwrap().text(),
+        "boxed, running"
+    );
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+}
+
 // tonic `Routes` (the gRPC health service), served as they are, answer
 // tonic's own client over HTTP/2.
 pub fn tonic_routes_are_served_as_they_are<N: Net>() {

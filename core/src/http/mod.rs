@@ -391,11 +391,22 @@ impl<R: HttpRuntime> Server<R> {
         };
         let connections = TaskTracker::new();
         let builder = Arc::new(self.builder());
-        let spawn =
-            |io| self.spawn_connection(io, &service, &handler_stop, &drain, &connections, &builder);
-
-        let failed = self.accept_until(&stop, &mut listener, addr, &spawn).await;
-        self.stop_accepting(listener, &drain, &spawn);
+        // The accept loop owns the service and is held by `&mut`, so that
+        // the server's future is `Send` for any `Send` service: a `&S` held
+        // across an `await` would ask `S: Sync`, which hyper and tower do
+        // not (tower's `BoxCloneService` is not).
+        let failed = {
+            let (handlers, drain, connections, builder) =
+                (&handler_stop, &drain, &connections, &builder);
+            let mut spawn = move |io| {
+                self.spawn_connection(io, &service, handlers, drain, connections, builder)
+            };
+            let failed = self
+                .accept_until(&stop, &mut listener, addr, &mut spawn)
+                .await;
+            self.stop_accepting(listener, drain, &mut spawn);
+            failed
+        };
 
         if !self.wait_drained(&connections).await {
             let open = connections.len();
@@ -443,7 +454,12 @@ impl<R: HttpRuntime> Server<R> {
 
     /// Once accepting has ended: tells the handlers, serves the backlog,
     /// frees the port, and only then starts closing connections.
-    fn stop_accepting<L: Accept>(&self, mut listener: L, drain: &Drain, spawn: &impl Fn(L::Io)) {
+    fn stop_accepting<L: Accept>(
+        &self,
+        mut listener: L,
+        drain: &Drain,
+        spawn: &mut impl FnMut(L::Io),
+    ) {
         drain.server_stop.stop();
         self.take_backlog(&mut listener, spawn);
         // Free the port: new connections are refused from now on.
@@ -458,7 +474,7 @@ impl<R: HttpRuntime> Server<R> {
     /// their client has sent: takes them to be answered, rather than let
     /// closing the listener reset them. At most a backlog's worth: clients
     /// that keep connecting must not keep the listener open.
-    fn take_backlog<L: Accept>(&self, listener: &mut L, spawn: &impl Fn(L::Io)) {
+    fn take_backlog<L: Accept>(&self, listener: &mut L, spawn: &mut impl FnMut(L::Io)) {
         for _ in 0..self.backlog {
             match listener.try_accept() {
                 None => break,
@@ -487,7 +503,7 @@ impl<R: HttpRuntime> Server<R> {
         stop: &Stop,
         listener: &mut L,
         addr: Option<SocketAddr>,
-        spawn: &impl Fn(L::Io),
+        spawn: &mut impl FnMut(L::Io),
     ) -> Option<ServeError> {
         let mut backoff = Backoff::default();
         let mut waiting_for_stop = stop.clone();

@@ -15,12 +15,13 @@ use crate::error::BoxError;
 /// A hyper service allstop's server runs (what [`IntoHttpService`] turns a
 /// service into): any
 /// `hyper::service::Service<Request<Incoming>>` that is
-/// `Clone + Send + Sync + 'static`, with a `Send` future, errors that
-/// convert into [`BoxError`], and a response body of `Bytes` chunks — what
+/// `Clone + Send + 'static`, with a `Send` future, errors that convert
+/// into [`BoxError`], and a response body of `Bytes` chunks — what
 /// `hyper::service::service_fn` over an `async` handler returning
-/// `Response<Full<Bytes>>` gives. Implemented automatically; it only names
-/// those bounds once.
-pub trait HttpService: Clone + Send + Sync + 'static {
+/// `Response<Full<Bytes>>` gives. It need not be `Sync` (tower's
+/// `BoxCloneService` is not): each connection gets a clone. Implemented
+/// automatically; it only names those bounds once.
+pub trait HttpService: Clone + Send + 'static {
     /// The response body.
     type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
     /// The service's error.
@@ -34,7 +35,7 @@ pub trait HttpService: Clone + Send + Sync + 'static {
 
 impl<S, B> HttpService for S
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: Body<Data = Bytes> + Send + 'static,
@@ -141,11 +142,7 @@ impl<S: HttpService> IntoHttpService<Hyper> for S {
 
 impl<S, B> IntoHttpService<Tower> for S
 where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: Body<Data = Bytes> + Send + 'static,
