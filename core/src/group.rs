@@ -233,6 +233,12 @@ impl Group {
     /// let allstop::Outcome::Err(error) = report.members()[1].outcome() else { panic!() };
     /// assert_eq!(error.to_string(), "no disk");
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the group has 2^32 members already: a member keeps its index in
+    /// 32 bits, which keeps it small (that many members would take some
+    /// 300 GiB).
     pub fn add<F, Fut, E>(&mut self, name: impl Into<Cow<'static, str>>, member: F) -> &mut Self
     where
         F: FnOnce(Stop) -> Fut + Send + 'static,
@@ -264,6 +270,10 @@ impl Group {
     /// let report = futures::executor::block_on(group.run());
     /// assert!(report.is_success());
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`add`](Group::add): past 2^32 members.
     pub fn add_watcher<F, Fut, E>(
         &mut self,
         name: impl Into<Cow<'static, str>>,
@@ -310,6 +320,10 @@ impl Group {
     /// let report = futures::executor::block_on(group.run());
     /// assert!(report.is_success());
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`add`](Group::add): past 2^32 members.
     pub fn add_on<R, F, Fut, E>(
         &mut self,
         name: impl Into<Cow<'static, str>>,

@@ -54,7 +54,7 @@ pin_project_lite::pin_project! {
 impl<F, Fut> Start<F, Fut> {
     pub(crate) fn new(index: usize, start: F, stop: Stop) -> Self {
         Start::Waiting {
-            index: u32::try_from(index).expect("a group has at most 2^32 members"),
+            index: u32::try_from(index).expect("allstop: a group has at most 2^32 members"),
             start: Some((start, stop)),
         }
     }
