@@ -43,6 +43,10 @@ macro_rules! http_tests {
             a_slow_download_finishes_through_the_drain,
             a_slow_download_outlasts_the_header_read_timeout,
         );
+        #[cfg(target_os = "linux")]
+        instantiate!(traffic, $net;
+            a_flood_of_connections_does_not_starve_an_open_one,
+        );
         instantiate!(services, $net;
             a_websocket_closes_with_going_away_at_the_stop,
             the_drain_waits_for_an_upgraded_connection,

@@ -59,6 +59,90 @@ pub fn the_backlog_is_served_after_a_busy_runtime_stops<N: Net>() {
     assert!(report.is_success(), "{report}");
 }
 
+// A flood of new connections does not starve the connections already
+// open: the server accepts a turn's worth, then lets the runtime run its
+// other tasks. The flood queues in the listen backlog while the runtime is
+// busy, then a request comes on an open connection; its handler answers how
+// many of the flood the kernel still held when it ran.
+#[cfg(target_os = "linux")]
+pub fn a_flood_of_connections_does_not_starve_an_open_one<N: Net>() {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    // Many turns' worth: the open connection's request reaches the
+    // runtime while the first turns are taken.
+    const FLOOD: usize = 1000;
+    let (listener, addr) = bound_with_backlog(1024);
+    let port = addr.port();
+    let queued = hyper::service::service_fn(move |_request| async move {
+        let queued = Bytes::from(listen_queue(port).to_string());
+        Ok::<_, Infallible>(hyper::Response::new(Full::new(queued)))
+    });
+    let mut group = N::group();
+    group.add("app", N::serve(listener, queued, Config::default()));
+    let busy = Busy::add_to::<N>(&mut group);
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut open = Client::connect(addr).unwrap();
+    assert_eq!(open.get("/").unwrap().text(), "0");
+
+    busy.begin();
+    let flood: Vec<TcpStream> = (0..FLOOD)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    while listen_queue(port) < FLOOD {
+        thread::yield_now();
+    }
+    open.send("/").unwrap();
+    busy.end();
+    let queued: usize = open.read().unwrap().text().parse().unwrap();
+    assert!(
+        queued > 0,
+        "the open connection was served only once all {FLOOD} new ones were accepted"
+    );
+
+    drop(flood);
+    handle.stop("test");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+}
+
+/// A loopback listener whose listen backlog holds `backlog` connections
+/// (`std`'s holds 128).
+#[cfg(target_os = "linux")]
+fn bound_with_backlog(backlog: i32) -> (std::net::TcpListener, std::net::SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any_port.into()).unwrap();
+    socket.listen(backlog).unwrap();
+    let listener = std::net::TcpListener::from(socket);
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// How many completed connections wait in the listen backlog of the
+/// loopback listener on `port`: the `rx_queue` of its LISTEN line in
+/// `/proc/net/tcp`.
+#[cfg(target_os = "linux")]
+fn listen_queue(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields[1] == local && fields[3] == "0A";
+            let queue = fields[4].split(':').nth(1)?;
+            listening.then(|| usize::from_str_radix(queue, 16).unwrap())
+        })
+        .expect("the listener is in /proc/net/tcp")
+}
+
 // Clients that open a connection per request, across many stops: every
 // connection the kernel completed before the stop was asked for gets its
 // answer. (One completed after may be refused or reset: that client had

@@ -118,6 +118,44 @@ mod errno {
     pub(super) const CONNECTION: [i32; 0] = [];
 }
 
+/// Connections accepted in a row, so that the server lets the runtime run
+/// its other tasks once it has taken a turn's worth: a flood of new
+/// connections must not starve the open ones. tokio's listener spends its
+/// task's cooperative budget; async-io's has none, and would accept for as
+/// long as the kernel has connections queued.
+#[derive(Debug, Default)]
+pub(crate) struct Turn {
+    accepted: u32,
+}
+
+impl Turn {
+    /// Connections the server takes before it yields: half of tokio's
+    /// budget, which its own listener still keeps to.
+    const ACCEPTS: u32 = 64;
+
+    /// Polls `listener` for its next connection; after a turn's worth in a
+    /// row, wakes the task and returns `Pending` once instead, so that the
+    /// runtime runs what else is ready first.
+    pub(crate) fn poll_accept<L: Accept>(
+        &mut self,
+        listener: &mut L,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<L::Io>> {
+        if self.accepted == Self::ACCEPTS {
+            self.accepted = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let next = listener.poll_accept(cx);
+        self.accepted = if next.is_ready() {
+            self.accepted + 1
+        } else {
+            0
+        };
+        next
+    }
+}
+
 /// The pause before accepting again after running out of resources: 5 ms,
 /// doubling to at most a second while the shortage lasts (as Go's
 /// `http.Server` does).
