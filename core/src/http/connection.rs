@@ -32,7 +32,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use event_listener::Event;
+use futures::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
@@ -47,7 +47,6 @@ use crate::error::BoxError;
 use crate::flag::{Flag, FlagWaiter};
 use crate::stop::Stop;
 use crate::tasks::TaskToken;
-use crate::waiter::Waiter;
 
 /// The server's clock: its timer's `now`, so that a connection's times
 /// agree with its sleeps (tokio's clock, for one, can be paused).
@@ -69,8 +68,11 @@ pub(crate) struct ConnState {
     /// Set when a response switches protocols: the IO now belongs to the
     /// handler, and only the drain's force can cut it.
     upgraded: AtomicBool,
-    /// Woken when `in_flight` falls to zero.
-    idle: Event,
+    /// The connection task, while its drain waits for `in_flight` to fall
+    /// to zero; woken when it does. A waker slot rather than an event: a
+    /// request's end wakes nobody, most of the time, at the cost of two
+    /// atomic operations, where an event takes its lock.
+    idle: AtomicWaker,
     clock: Clock,
     born: Instant,
     /// The server's drain has begun. The server's, not the group's stop:
@@ -91,7 +93,7 @@ impl ConnState {
             h2: AtomicBool::new(false),
             used: AtomicBool::new(false),
             upgraded: AtomicBool::new(false),
-            idle: Event::new(),
+            idle: AtomicWaker::new(),
         })
     }
 
@@ -136,7 +138,7 @@ impl Drop for InFlight {
         // a reader that sees the count at zero (Acquire) sees this time.
         state.touch();
         if state.in_flight.fetch_sub(1, Ordering::Release) == 1 {
-            state.idle.notify(usize::MAX);
+            state.idle.wake();
         }
     }
 }
@@ -508,7 +510,14 @@ struct Watch<T: Timer> {
     sleep: Option<Pin<Box<dyn Sleep>>>,
     closing_waiter: FlagWaiter,
     forced_waiter: FlagWaiter,
-    idle_waiter: Waiter,
+}
+
+impl<T: Timer> Drop for Watch<T> {
+    fn drop(&mut self) {
+        // The connection's task is ending: its waker must not keep the
+        // task's memory for as long as an upgraded IO keeps the state.
+        drop(self.state.idle.take());
+    }
 }
 
 impl<T: Timer> Watch<T> {
@@ -591,8 +600,10 @@ impl<T: Timer> Watch<T> {
     fn await_idle(&mut self, cx: &mut Context<'_>) -> Step {
         self.sleep = None;
         let state = &self.state;
-        let idle = || state.idle_for(state.now()).is_some();
-        if self.idle_waiter.poll(cx, &state.idle, idle).is_ready() {
+        // Registered before the check: a request that ends after the check
+        // wakes this task.
+        state.idle.register(cx.waker());
+        if state.idle_for(state.now()).is_some() {
             return Step::Again;
         }
         self.await_force(cx)
@@ -647,7 +658,6 @@ pub(crate) async fn serve_connection<I, S, E, T>(
         sleep: None,
         closing_waiter: FlagWaiter::default(),
         forced_waiter: FlagWaiter::default(),
-        idle_waiter: Waiter::new(),
     };
     let conn = builder.serve_connection_with_upgrades(io, service);
     let mut conn = std::pin::pin!(conn);
@@ -733,5 +743,33 @@ mod tests {
             shut.next(Some(50 * MS), true, GRACE, goaway + GRACE),
             Next::Sleep(200 * MS)
         );
+    }
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// An HTTP/2 stream's response ends on its own task, which may run
+    /// after the connection's task last looked: the drain waiting for the
+    /// connection to be idle is woken by the last request to end.
+    #[test]
+    fn the_last_request_to_end_wakes_the_drain_waiting_for_idle() {
+        let state = ConnState::new(Flag::new(), Arc::new(Instant::now));
+        let (first, second) = (state.begin(), state.begin());
+        let wakes = Arc::new(Wakes::default());
+        state.idle.register(&std::task::Waker::from(wakes.clone()));
+        assert_eq!(state.idle_for(state.now()), None);
+
+        std::thread::spawn(move || drop(first)).join().unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "one is still in flight");
+        std::thread::spawn(move || drop(second)).join().unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(state.idle_for(state.now()).is_some());
     }
 }
