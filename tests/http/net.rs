@@ -186,6 +186,14 @@ impl Busy {
     }
 }
 
+impl Drop for Busy {
+    /// Lets the workers go, if the test has not (it failed before): a
+    /// runtime left blocked would hang the other tests that share it.
+    fn drop(&mut self) {
+        self.release.add();
+    }
+}
+
 /// The length of `/big`'s body: well over what the kernel's socket buffers
 /// hold on loopback.
 pub const BIG: usize = 32 << 20;

@@ -45,8 +45,10 @@
 //! Running out of file descriptors does not stop the server: it pauses
 //! accepting (5 ms, doubling to a second while the shortage lasts), and,
 //! with the `tracing` feature, says so in a warning. A flood of new
-//! connections does not starve the open ones: the server accepts at most
-//! 64 in a row before the runtime runs its other tasks, on every runtime.
+//! connections does not starve the open ones: while it serves, the server
+//! accepts at most 64 in a row before the runtime runs its other tasks, on
+//! every runtime. (At the stop it takes the backlog at once, up to the
+//! listen backlog's size.)
 //!
 //! The runtime supplies only an [`Accept`] listener, an [`Executor`] and a
 //! hyper timer; the `allstop-tokio` and `allstop-smol` adapters supply all
