@@ -381,7 +381,7 @@ impl<R: HttpRuntime> Server<R> {
         service: impl IntoHttpService<M>,
         stop: Stop,
     ) -> Result<(), ServeError> {
-        let service = service.into_http_service();
+        let mut service = service.into_http_service();
         let addr = listener.local_addr().ok();
         // Handlers see the group's stop, and the server's own when it ends
         // by itself (a fatal accept error).
@@ -395,16 +395,16 @@ impl<R: HttpRuntime> Server<R> {
         };
         let connections = TaskTracker::new();
         let builder = Arc::new(self.builder());
-        // The accept loop owns the service and is held by `&mut`, so that
-        // the server's future is `Send` for any `Send` service: a `&S` held
-        // across an `await` would ask `S: Sync`, which hyper and tower do
-        // not (tower's `BoxCloneService` is not).
+        // The accept loop holds the service by `&mut` and is itself held by
+        // `&mut`, so that the server's future is `Send` for any `Send`
+        // service: a `&S` held across an `await` would ask `S: Sync`, which
+        // hyper and tower do not (tower's `BoxCloneService` is not). The
+        // service itself lives until the drain is over.
         let failed = {
-            let (handlers, drain, connections, builder) =
-                (&handler_stop, &drain, &connections, &builder);
-            let mut spawn = move |io| {
-                self.spawn_connection(io, &service, handlers, drain, connections, builder)
-            };
+            let (service, handlers, drain, connections, builder) =
+                (&mut service, &handler_stop, &drain, &connections, &builder);
+            let mut spawn =
+                move |io| self.spawn_connection(io, service, handlers, drain, connections, builder);
             let failed = self
                 .accept_until(&stop, &mut listener, addr, &mut spawn)
                 .await;
