@@ -330,6 +330,94 @@ pub fn malformed_request_gets_400<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
+// A handler that panics ends its own connection, unanswered, as a panic in
+// any task does: the server serves the connections already open and new
+// ones, the lost connection does not hold the drain, and the server ends
+// `Ok` (the panic was a connection's, not the member's).
+pub fn a_panicking_handler_ends_its_connection_only<N: Net>() {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    let service = hyper::service::service_fn(|request: hyper::Request<_>| async move {
+        if request.uri().path() == "/panic" {
+            panic!("a handler panicked, on purpose");
+        }
+        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
+    });
+    let (listener, addr) = bound();
+    let mut group = N::group();
+    group.add("app", N::serve(listener, service, Config::default()));
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut before = Client::connect(addr).unwrap();
+    assert_eq!(before.get("/").unwrap().text(), "ok");
+
+    let mut panicking = Client::connect(addr).unwrap();
+    let lost = panicking.get("/panic").unwrap_err();
+    assert_eq!(lost.kind(), io::ErrorKind::UnexpectedEof, "{lost}");
+    assert_eq!(before.get("/").unwrap().text(), "ok");
+    assert_eq!(
+        Client::connect(addr).unwrap().get("/").unwrap().text(),
+        "ok"
+    );
+
+    handle.stop("test");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+}
+
+// Over HTTP/2 a panicking handler loses its stream only (reset): the next
+// stream on the same connection is answered, and the drain is not held.
+pub fn a_panicking_http2_handler_loses_its_stream_only<N: Net>() {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    use crate::h2raw::H2;
+
+    const HEADERS: u8 = 1;
+    const RST_STREAM: u8 = 3;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = hyper::service::service_fn(move |_request| {
+        let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                panic!("a handler panicked, on purpose");
+            }
+            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
+        }
+    });
+    let (listener, addr) = bound();
+    let mut group = N::group();
+    let config = Config {
+        drain_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    };
+    group.add("app", N::serve(listener, service, config));
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = H2::connect(addr).unwrap();
+    client.get(1).unwrap();
+    while !client
+        .read()
+        .unwrap()
+        .is_some_and(|frame| frame.kind == RST_STREAM && frame.stream == 1)
+    {}
+    client.get(3).unwrap();
+    while !client
+        .read()
+        .unwrap()
+        .is_some_and(|frame| frame.kind == HEADERS && frame.stream == 3)
+    {}
+
+    handle.stop("test");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+}
+
 // A request body far larger than any one read, written in pieces of
 // uneven sizes with the next request in the same write as its end: the
 // handler gets every byte, in order, and the next request is answered too.

@@ -24,6 +24,8 @@ macro_rules! http_tests {
             handler_sees_the_stop_and_ends_early,
             drain_deadline_drops_the_rest,
             malformed_request_gets_400,
+            a_panicking_handler_ends_its_connection_only,
+            a_panicking_http2_handler_loses_its_stream_only,
             an_upload_arrives_whole_and_in_order,
             a_failed_http2_request_does_not_hold_the_drain,
             header_read_timeout_cuts_slow_senders,
