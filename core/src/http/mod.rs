@@ -368,7 +368,9 @@ impl<R: HttpRuntime> Server<R> {
     /// [module docs](self)).
     ///
     /// Errors on one connection (a reset, a malformed request, a timeout)
-    /// end that connection only.
+    /// end that connection only; so does a handler that panics (over
+    /// HTTP/2, its stream only), as a panic in any task does: the server
+    /// and its drain go on.
     ///
     /// # Cancellation safety
     ///
