@@ -376,10 +376,8 @@ pub fn a_panicking_http2_handler_loses_its_stream_only<N: Net>() {
     use bytes::Bytes;
     use http_body_util::Full;
 
-    use crate::h2raw::H2;
+    use crate::h2raw::{DATA, H2, RST_STREAM};
 
-    const HEADERS: u8 = 1;
-    const RST_STREAM: u8 = 3;
     let calls = Arc::new(AtomicUsize::new(0));
     let service = hyper::service::service_fn(move |_request| {
         let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
@@ -401,17 +399,15 @@ pub fn a_panicking_http2_handler_loses_its_stream_only<N: Net>() {
     let run = start::<N>(group);
     let mut client = H2::connect(addr).unwrap();
     client.get(1).unwrap();
-    while !client
-        .read()
-        .unwrap()
-        .is_some_and(|frame| frame.kind == RST_STREAM && frame.stream == 1)
-    {}
+    client.read_until(RST_STREAM, 1).unwrap();
     client.get(3).unwrap();
-    while !client
-        .read()
-        .unwrap()
-        .is_some_and(|frame| frame.kind == HEADERS && frame.stream == 3)
-    {}
+    let answer = client.read_response(3).unwrap();
+    let body: Vec<u8> = answer
+        .iter()
+        .filter(|frame| frame.kind == DATA)
+        .flat_map(|frame| frame.payload.iter().copied())
+        .collect();
+    assert_eq!(body, b"ok");
 
     handle.stop("test");
     let report = run.join().unwrap();
@@ -458,7 +454,7 @@ pub fn an_upload_arrives_whole_and_in_order<N: Net>() {
 // no longer counts as in flight: the connection, still open, drains once
 // idle, rather than holding the drain to its deadline (an error then).
 pub fn a_failed_http2_request_does_not_hold_the_drain<N: Net>() {
-    use crate::h2raw::H2;
+    use crate::h2raw::{H2, RST_STREAM};
 
     let fails = hyper::service::service_fn(|_request| async {
         Err::<hyper::Response<http_body_util::Empty<bytes::Bytes>>, _>(io::Error::other("failed"))
@@ -474,12 +470,7 @@ pub fn a_failed_http2_request_does_not_hold_the_drain<N: Net>() {
     let run = start::<N>(group);
     let mut client = H2::connect(addr).unwrap();
     client.get(1).unwrap();
-    const RST_STREAM: u8 = 3;
-    while !client
-        .read()
-        .unwrap()
-        .is_some_and(|frame| frame.kind == RST_STREAM && frame.stream == 1)
-    {}
+    client.read_until(RST_STREAM, 1).unwrap();
     handle.stop("test");
     let report = run.join().unwrap();
     assert!(report.is_success(), "{report}");

@@ -10,6 +10,7 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 pub const DATA: u8 = 0;
 pub const HEADERS: u8 = 1;
+pub const RST_STREAM: u8 = 3;
 pub const SETTINGS: u8 = 4;
 pub const PING: u8 = 6;
 pub const GOAWAY: u8 = 7;
@@ -97,6 +98,18 @@ impl H2 {
             self.send(SETTINGS, ACK, 0, &[])?;
         }
         Ok(Some(frame))
+    }
+
+    /// Reads frames until one of `kind` on `stream`.
+    pub fn read_until(&mut self, kind: u8, stream: u32) -> io::Result<Frame> {
+        loop {
+            let frame = self
+                .read()?
+                .ok_or_else(|| io::Error::other("closed before the frame came"))?;
+            if frame.kind == kind && frame.stream == stream {
+                return Ok(frame);
+            }
+        }
     }
 
     /// Reads frames until `stream`'s response has ended.
