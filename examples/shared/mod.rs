@@ -143,7 +143,6 @@ pub fn app(
     Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
 > + Clone
        + Send
-       + Sync
        + 'static {
     hyper::service::service_fn(move |request: Request<Incoming>| async move {
         Ok(match request.uri().path() {

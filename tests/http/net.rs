@@ -331,7 +331,6 @@ impl App {
         Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
     > + Clone
            + Send
-           + Sync
            + 'static {
         hyper::service::service_fn(move |request| self.clone().handle(request))
     }
