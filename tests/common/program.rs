@@ -49,6 +49,15 @@ pub fn free_port() -> SocketAddr {
         .unwrap()
 }
 
+/// Two free ports, one for the app and one for the debug server: both are
+/// held until both are picked, so that the kernel cannot hand out the same
+/// one twice (a second `free_port` may get the port the first just let go).
+pub fn free_ports() -> (SocketAddr, SocketAddr) {
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let debug = TcpListener::bind("127.0.0.1:0").unwrap();
+    (app.local_addr().unwrap(), debug.local_addr().unwrap())
+}
+
 pub struct Program {
     child: Child,
     pub app: SocketAddr,
@@ -64,7 +73,8 @@ impl Program {
     /// Starts the example binary at `path` (a copy, say) and waits until
     /// both servers answer.
     pub fn start_binary(path: &std::path::Path, extra: &[&str]) -> Program {
-        let program = Program::spawn_binary(path, free_port(), free_port(), extra);
+        let (app, debug) = free_ports();
+        let program = Program::spawn_binary(path, app, debug, extra);
         program.wait_answering(program.app, "/");
         program.wait_answering(program.debug, "/healthz");
         program
@@ -109,7 +119,8 @@ impl Program {
 
     /// Starts `example` on free ports and waits until both servers answer.
     pub fn start(example: &str, extra: &[&str]) -> Program {
-        Program::start_on(example, free_port(), free_port(), extra)
+        let (app, debug) = free_ports();
+        Program::start_on(example, app, debug, extra)
     }
 
     /// Starts `example` on the given ports (a restart uses its
