@@ -74,7 +74,7 @@ impl Program {
     /// both servers answer.
     pub fn start_binary(path: &std::path::Path, extra: &[&str]) -> Program {
         let (app, debug) = free_ports();
-        let program = Program::spawn_binary(path, app, debug, extra);
+        let mut program = Program::spawn_binary(path, app, debug, extra);
         program.wait_answering(program.app, "/");
         program.wait_answering(program.debug, "/healthz");
         program
@@ -126,18 +126,28 @@ impl Program {
     /// Starts `example` on the given ports (a restart uses its
     /// predecessor's) and waits until both servers answer.
     pub fn start_on(example: &str, app: SocketAddr, debug: SocketAddr, extra: &[&str]) -> Program {
-        let program = Program::spawn(example, app, debug, extra);
+        let mut program = Program::spawn(example, app, debug, extra);
         program.wait_answering(program.app, "/");
         program.wait_answering(program.debug, "/healthz");
         program
     }
 
-    pub fn wait_answering(&self, addr: SocketAddr, path: &str) {
+    /// Waits until `addr` answers `path` with 200; fails at once if the
+    /// program has exited meanwhile (a port it could not bind, say).
+    pub fn wait_answering(&mut self, addr: SocketAddr, path: &str) {
         let started = Instant::now();
         loop {
             if let Ok(response) = Client::connect(addr).and_then(|mut c| c.get(path)) {
                 assert_eq!(response.status, 200);
                 return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Its last lines are still on their way from the pipe.
+                thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "{addr}{path} never answered: the program exited ({status}):\n{}",
+                    self.stderr()
+                );
             }
             assert!(
                 started.elapsed() < HANG,
