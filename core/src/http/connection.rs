@@ -755,21 +755,62 @@ mod tests {
         }
     }
 
-    /// An HTTP/2 stream's response ends on its own task, which may run
-    /// after the connection's task last looked: the drain waiting for the
-    /// connection to be idle is woken by the last request to end.
-    #[test]
-    fn the_last_request_to_end_wakes_the_drain_waiting_for_idle() {
-        let state = ConnState::new(Flag::new(), Arc::new(Instant::now));
-        let (first, second) = (state.begin(), state.begin());
-        let wakes = Arc::new(Wakes::default());
-        state.idle.register(&std::task::Waker::from(wakes.clone()));
-        assert_eq!(state.idle_for(state.now()), None);
+    /// A timer whose sleeps never ring.
+    struct NeverTimer;
 
-        std::thread::spawn(move || drop(first)).join().unwrap();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "one is still in flight");
-        std::thread::spawn(move || drop(second)).join().unwrap();
+    struct Never;
+
+    impl Future for Never {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+    }
+
+    impl Sleep for Never {}
+
+    impl Timer for NeverTimer {
+        fn sleep(&self, _duration: Duration) -> Pin<Box<dyn Sleep>> {
+            Box::pin(Never)
+        }
+
+        fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn Sleep>> {
+            Box::pin(Never)
+        }
+    }
+
+    /// The drain of a connection with a request in flight waits for it;
+    /// the request's end wakes the connection's task even when it comes on
+    /// another task (an HTTP/2 stream's), after the connection's task last
+    /// looked. Then the connection is idle, and sleeps out its grace.
+    #[test]
+    fn a_draining_connection_is_woken_when_its_last_request_ends() {
+        let state = ConnState::new(Flag::new(), Arc::new(Instant::now));
+        let request = state.begin();
+        let mut watch = Watch {
+            state: state.clone(),
+            timer: NeverTimer,
+            idle_grace: GRACE,
+            forced: Flag::new(),
+            phase: Phase::Draining,
+            head: None,
+            sleep: None,
+            closing_waiter: FlagWaiter::default(),
+            forced_waiter: FlagWaiter::default(),
+        };
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(watch.step(&mut cx), Step::Wait));
+        assert!(
+            watch.sleep.is_none(),
+            "waiting for the request, not the grace"
+        );
+
+        std::thread::spawn(move || drop(request)).join().unwrap();
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
-        assert!(state.idle_for(state.now()).is_some());
+        assert!(matches!(watch.step(&mut cx), Step::Wait));
+        assert!(watch.sleep.is_some(), "idle: sleeping out the grace");
     }
 }
