@@ -24,90 +24,10 @@ use std::task::{Context, Poll};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::BoxError;
-use crate::member::{Ended, Start};
+use crate::member::{Body, Ended, Slot, Start};
 use crate::report::Outcome;
 use crate::run::Members;
 use crate::stop::Stop;
-use crate::unwind;
-
-/// A member's future as its set keeps it, inline in the set's node.
-trait Slot: Future<Output = Ended> + Send + 'static {
-    /// The member's index in the run.
-    fn index(&self) -> usize;
-
-    /// Drops the member's future (or its closure, not yet called) now, in
-    /// place; a panic in its `Drop` becomes its message. It is pending for
-    /// ever after.
-    fn drop_now(self: Pin<&mut Self>) -> Result<(), String>;
-}
-
-impl<F, Fut, E> Slot for Start<F, Fut>
-where
-    F: FnOnce(Stop) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Into<BoxError>,
-{
-    fn index(&self) -> usize {
-        self.index_of()
-    }
-
-    fn drop_now(self: Pin<&mut Self>) -> Result<(), String> {
-        self.drop_in_place()
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A member added as its future, which reports its own outcome and
-    /// catches its own panics (a restartable member's): `None` once
-    /// dropped.
-    struct Body<B> {
-        index: usize,
-        #[pin]
-        body: Option<B>,
-    }
-
-    impl<B> PinnedDrop for Body<B> {
-        fn drop(this: Pin<&mut Self>) {
-            let _ = Body::drop_body(this);
-        }
-    }
-}
-
-impl<B> Body<B> {
-    /// Drops the member's future in place (it is pinned); a panic in its
-    /// `Drop` becomes its message. The assignment leaves `None` even when
-    /// the old value's `Drop` panics.
-    fn drop_body(self: Pin<&mut Self>) -> Result<(), String> {
-        let mut body = self.project().body;
-        unwind::catch(|| body.set(None))
-    }
-}
-
-impl<B: Future<Output = Outcome>> Future for Body<B> {
-    type Output = Ended;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
-        let this = self.project();
-        match this.body.as_pin_mut() {
-            Some(body) => body.poll(cx).map(|outcome| Ended {
-                index: *this.index,
-                outcome,
-            }),
-            // Cancelled: never polled again by the group.
-            None => Poll::Pending,
-        }
-    }
-}
-
-impl<B: Future<Output = Outcome> + Send + 'static> Slot for Body<B> {
-    fn index(&self) -> usize {
-        self.index
-    }
-
-    fn drop_now(self: Pin<&mut Self>) -> Result<(), String> {
-        self.drop_body()
-    }
-}
 
 /// The members of one type.
 struct Set<S: Slot>(FuturesUnordered<S>);
@@ -198,10 +118,7 @@ impl InTask {
         index: usize,
         body: B,
     ) {
-        self.push_slot(Body {
-            index,
-            body: Some(body),
-        });
+        self.push_slot(Body::new(index, body));
     }
 
     fn push_slot<S: Slot>(&mut self, slot: S) {

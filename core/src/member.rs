@@ -133,6 +133,93 @@ where
     }
 }
 
+/// A member's future as the group keeps it: inline in its in-task set's
+/// node, or in its box when spawned.
+pub(crate) trait Slot: Future<Output = Ended> + Send + 'static {
+    /// The member's index in the run.
+    fn index(&self) -> usize;
+
+    /// Drops the member's future (or its closure, not yet called) now, in
+    /// place; a panic in its `Drop` becomes its message. It is pending for
+    /// ever after.
+    fn drop_now(self: Pin<&mut Self>) -> Result<(), String>;
+}
+
+impl<F, Fut, E> Slot for Start<F, Fut>
+where
+    F: FnOnce(Stop) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    fn index(&self) -> usize {
+        self.index_of()
+    }
+
+    fn drop_now(self: Pin<&mut Self>) -> Result<(), String> {
+        self.drop_in_place()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A member added as its future, which reports its own outcome and
+    /// catches its own panics (a restartable member's): `None` once
+    /// dropped.
+    pub(crate) struct Body<B> {
+        index: usize,
+        #[pin]
+        body: Option<B>,
+    }
+
+    impl<B> PinnedDrop for Body<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let _ = Body::drop_body(this);
+        }
+    }
+}
+
+impl<B> Body<B> {
+    pub(crate) fn new(index: usize, body: B) -> Self {
+        Body {
+            index,
+            body: Some(body),
+        }
+    }
+
+    /// Drops the member's future in place (it is pinned); a panic in its
+    /// `Drop` becomes its message. The assignment leaves `None` even when
+    /// the old value's `Drop` panics.
+    fn drop_body(self: Pin<&mut Self>) -> Result<(), String> {
+        let mut body = self.project().body;
+        unwind::catch(|| body.set(None))
+    }
+}
+
+impl<B: Future<Output = Outcome>> Future for Body<B> {
+    type Output = Ended;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
+        let this = self.project();
+        match this.body.as_pin_mut() {
+            Some(body) => body.poll(cx).map(|outcome| Ended {
+                index: *this.index,
+                outcome,
+            }),
+            // Cancelled: never polled again by the group.
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<B: Future<Output = Outcome> + Send + 'static> Slot for Body<B> {
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn drop_now(self: Pin<&mut Self>) -> Result<(), String> {
+        self.drop_body()
+    }
+}
+
 /// The future of a member whose `run` reports its own outcome: a
 /// restartable one, whose attempts catch their panics. A panic of `run`
 /// itself (its timer's, say) is caught here.
@@ -169,9 +256,8 @@ impl Added {
         match self {
             Added::InTask(members) => members.add(index, start, stop),
             // The same state machine as in the run's task, boxed.
-            Added::Spawned(_) => {
-                let body = Start::new(index, start, stop).map(|ended| ended.outcome);
-                self.push(index, name, body);
+            Added::Spawned(members) => {
+                members.push(Member::new(name.clone(), Start::new(index, start, stop)))
             }
         }
     }
@@ -186,11 +272,9 @@ impl Added {
     ) {
         match self {
             Added::InTask(members) => members.push(index, body),
-            Added::Spawned(members) => members.push(Member(Guarded::new(Box::pin(Named {
-                index,
-                name: name.clone(),
-                body,
-            })))),
+            Added::Spawned(members) => {
+                members.push(Member::new(name.clone(), Body::new(index, body)))
+            }
         }
     }
 
@@ -205,38 +289,36 @@ impl Added {
 }
 
 pin_project_lite::pin_project! {
-    /// A spawned member's future, with its index and its name in the same
-    /// box: its runtime's task then holds a pointer to it and the
-    /// collector, 24 bytes, which on tokio makes the task 128 bytes rather
-    /// than 256.
-    struct Named<B> {
-        index: usize,
+    /// A spawned member's slot, with its name in the same box: its
+    /// runtime's task then holds the box and the collector, 24 bytes, which
+    /// on tokio makes the task 128 bytes rather than 256.
+    struct Named<S> {
         name: Cow<'static, str>,
         #[pin]
-        body: B,
+        slot: S,
     }
 }
 
-/// A spawned member's future, type-erased, and what its task needs to know
+/// A spawned member's slot, type-erased, and what its task needs to know
 /// of it.
-trait NamedFuture: Future<Output = Outcome> + Send {
+trait NamedSlot: Future<Output = Ended> + Send {
     /// Its index in the run: its entry's and its waker slot's.
     fn index(&self) -> usize;
     /// Its name, for the cause if its end begins the stop.
     fn name(&self) -> &str;
 }
 
-impl<B: Future<Output = Outcome> + Send> Future for Named<B> {
-    type Output = Outcome;
+impl<S: Slot> Future for Named<S> {
+    type Output = Ended;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        self.project().body.poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
+        self.project().slot.poll(cx)
     }
 }
 
-impl<B: Future<Output = Outcome> + Send> NamedFuture for Named<B> {
+impl<S: Slot> NamedSlot for Named<S> {
     fn index(&self) -> usize {
-        self.index
+        self.slot.index()
     }
 
     fn name(&self) -> &str {
@@ -246,18 +328,22 @@ impl<B: Future<Output = Outcome> + Send> NamedFuture for Named<B> {
 
 /// A member to be spawned: type-erased, so that the runtime's task holds
 /// it as it is. Dropping it never unwinds.
-pub(crate) struct Member(Guarded<Pin<Box<dyn NamedFuture>>>);
+pub(crate) struct Member(Guarded<Pin<Box<dyn NamedSlot>>>);
 
 impl Member {
+    fn new(name: Cow<'static, str>, slot: impl Slot) -> Self {
+        Member(Guarded::new(Box::pin(Named { name, slot })))
+    }
+
     /// Its index in the run: its entry's, and its waker slot's when
     /// spawned. `None` once it is gone.
     pub(crate) fn index(&self) -> Option<usize> {
-        self.0.get().map(|body| body.index())
+        self.0.get().map(|slot| slot.index())
     }
 
     /// Its name; `""` once it is gone.
     pub(crate) fn name(&self) -> &str {
-        self.0.get().map_or("", |body| body.name())
+        self.0.get().map_or("", |slot| slot.name())
     }
 
     /// Drops the member now, as the group cancels it. A panic in its `Drop`
@@ -276,12 +362,7 @@ impl Future for Member {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
         match self.0.get_mut() {
-            Some(body) => {
-                let index = body.index();
-                body.as_mut()
-                    .poll(cx)
-                    .map(|outcome| Ended { index, outcome })
-            }
+            Some(slot) => slot.as_mut().poll(cx),
             // Cancelled: never polled again by the group.
             None => Poll::Pending,
         }

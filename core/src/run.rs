@@ -839,10 +839,9 @@ mod tests {
     }
 
     /// A spawned member's task holds its member's box and the collector, 24
-    /// bytes on a 64-bit target: tokio's tasks are 128 bytes for a future
+    /// bytes: tokio's tasks are 128 bytes for a future
     /// of up to 24 bytes, and 256 past it.
     #[test]
-    #[cfg(target_pointer_width = "64")]
     fn a_spawned_member_s_task_holds_24_bytes() {
         assert_eq!(std::mem::size_of::<Reporting>(), 24);
     }
