@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use allstop::http::IntoHttpService;
 use allstop::{Cause, Exit, Group, Outcome, Report, Stop};
 
 use crate::client::Client;
@@ -51,9 +52,18 @@ pub fn wait_answering(addr: SocketAddr) {
 
 /// A group serving `app` on a fresh port, and the port.
 pub fn serving<N: Net>(app: &App, config: Config) -> (Group, SocketAddr) {
+    serving_service::<N, _>(app.clone().service(), config)
+}
+
+/// A group whose member "app" serves `service` on a loopback port of its
+/// own, and that port's address.
+pub fn serving_service<N: Net, M>(
+    service: impl IntoHttpService<M>,
+    config: Config,
+) -> (Group, SocketAddr) {
     let (listener, addr) = bound();
     let mut group = N::group();
-    group.add("app", N::serve(listener, app.clone().service(), config));
+    group.add("app", N::serve(listener, service, config));
     (group, addr)
 }
 
@@ -346,9 +356,7 @@ pub fn a_panicking_handler_ends_its_connection_only<N: Net>() {
         }
         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
     });
-    let (listener, addr) = bound();
-    let mut group = N::group();
-    group.add("app", N::serve(listener, service, Config::default()));
+    let (group, addr) = serving_service::<N, _>(service, Config::default());
     let handle = group.stop_handle();
     let run = start::<N>(group);
     let mut before = Client::connect(addr).unwrap();
@@ -388,13 +396,11 @@ pub fn a_panicking_http2_handler_loses_its_stream_only<N: Net>() {
             Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
         }
     });
-    let (listener, addr) = bound();
-    let mut group = N::group();
     let config = Config {
         drain_timeout: Some(Duration::from_secs(10)),
         ..Config::default()
     };
-    group.add("app", N::serve(listener, service, config));
+    let (group, addr) = serving_service::<N, _>(service, config);
     let handle = group.stop_handle();
     let run = start::<N>(group);
     let mut client = H2::connect(addr).unwrap();
@@ -459,13 +465,11 @@ pub fn a_failed_http2_request_does_not_hold_the_drain<N: Net>() {
     let fails = hyper::service::service_fn(|_request| async {
         Err::<hyper::Response<http_body_util::Empty<bytes::Bytes>>, _>(io::Error::other("failed"))
     });
-    let (listener, addr) = bound();
-    let mut group = N::group();
     let config = Config {
         drain_timeout: Some(Duration::from_secs(10)),
         ..Config::default()
     };
-    group.add("app", N::serve(listener, fails, config));
+    let (group, addr) = serving_service::<N, _>(fails, config);
     let handle = group.stop_handle();
     let run = start::<N>(group);
     let mut client = H2::connect(addr).unwrap();

@@ -11,7 +11,7 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cases::{bound, serving, start, wait_refused};
+use crate::cases::{bound, serving, serving_service, start, wait_refused};
 use crate::client::Client;
 use crate::common::Counter;
 use crate::net::{App, Config, Net};
@@ -167,9 +167,7 @@ pub fn an_axum_router_is_served_as_it_is<N: Net>() {
             }),
         )
         .with_state("axum");
-    let (listener, addr) = bound();
-    let mut group = N::group();
-    group.add("app", N::serve(listener, router, Config::default()));
+    let (group, addr) = serving_service::<N, _>(router, Config::default());
     let handle = group.stop_handle();
     let run = start::<N>(group);
     assert_eq!(
@@ -202,9 +200,7 @@ pub fn a_service_that_is_not_sync_is_served<N: Net>() {
         }),
     );
     let service: BoxCloneService<_, _, std::convert::Infallible> = BoxCloneService::new(router);
-    let (listener, addr) = bound();
-    let mut group = N::group();
-    group.add("app", N::serve(listener, service, Config::default()));
+    let (group, addr) = serving_service::<N, _>(service, Config::default());
     let handle = group.stop_handle();
     let run = start::<N>(group);
     assert_eq!(
