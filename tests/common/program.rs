@@ -63,6 +63,9 @@ pub struct Program {
     pub app: SocketAddr,
     pub debug: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// Reads the program's stderr into `stderr` until the program closes
+    /// it; joined once the program has exited, for all of it.
+    reader: Option<thread::JoinHandle<()>>,
 }
 
 impl Program {
@@ -101,7 +104,7 @@ impl Program {
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
         let mut pipe = child.stderr.take().unwrap();
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n @ 1..) = pipe.read(&mut buffer) {
                 sink.lock()
@@ -114,6 +117,7 @@ impl Program {
             app,
             debug,
             stderr,
+            reader: Some(reader),
         }
     }
 
@@ -142,8 +146,7 @@ impl Program {
                 return;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Its last lines are still on their way from the pipe.
-                thread::sleep(Duration::from_millis(200));
+                self.read_all_stderr();
                 panic!(
                     "{addr}{path} never answered: the program exited ({status}):\n{}",
                     self.stderr()
@@ -171,8 +174,7 @@ impl Program {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread take the last of stderr.
-                thread::sleep(Duration::from_millis(50));
+                self.read_all_stderr();
                 return status;
             }
             if started.elapsed() > HANG {
@@ -185,6 +187,14 @@ impl Program {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Once the program has exited: waits until its stderr has been read to
+    /// the end.
+    fn read_all_stderr(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
     }
 }
 
