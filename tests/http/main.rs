@@ -51,6 +51,7 @@ macro_rules! http_tests {
         );
         instantiate!(services, $net;
             a_websocket_closes_with_going_away_at_the_stop,
+            a_half_closed_tunnel_hears_its_client_out,
             the_drain_waits_for_an_upgraded_connection,
             the_drain_deadline_cuts_an_upgraded_connection,
             an_event_stream_ends_cleanly_at_the_stop,

@@ -209,6 +209,9 @@ pub struct App {
     pub handled: Counter,
     /// Counts WebSocket handlers that have ended.
     pub sockets_ended: Counter,
+    /// Counts `/tunnel` handlers that heard their client's `bye` to the
+    /// end of its stream.
+    pub tunnels_heard: Counter,
     /// Spawns WebSocket handlers on the runtime under test.
     spawn: Option<Spawn>,
 }
@@ -316,6 +319,27 @@ impl App {
                 headers.insert("sec-websocket-accept", accept.parse().unwrap());
                 return Ok(response);
             }
+            // An upgraded connection that says `hello` and ends its
+            // writing half while its read waits, in one task (as a
+            // tunnel's copy in both directions does), then hears its client
+            // out: `bye`, to the end of the stream.
+            "/tunnel" => {
+                let upgrade = hyper::upgrade::on(&mut request);
+                let heard = self.tunnels_heard.clone();
+                let spawn = self.spawn.expect("an app made with App::on");
+                spawn(Box::pin(async move {
+                    let upgraded = upgrade.await.expect("the upgrade");
+                    if half_close_then_read(upgraded).await == b"bye" {
+                        heard.add();
+                    }
+                }));
+                self.handled.add();
+                let mut response = text(StatusCode::SWITCHING_PROTOCOLS, "");
+                let headers = response.headers_mut();
+                headers.insert("upgrade", "tunnel".parse().unwrap());
+                headers.insert("connection", "upgrade".parse().unwrap());
+                return Ok(response);
+            }
             _ => return Ok(text(StatusCode::NOT_FOUND, "not found")),
         };
         self.handled.add();
@@ -334,6 +358,40 @@ impl App {
            + 'static {
         hyper::service::service_fn(move |request| self.clone().handle(request))
     }
+}
+
+/// Polls a read of `io` first, so that it waits on the socket, then says
+/// `hello` and shuts the writing half down in the same poll; returns what
+/// the client sent, to the end of its stream.
+async fn half_close_then_read<IO: hyper::rt::Read + hyper::rt::Write + Unpin>(
+    mut io: IO,
+) -> Vec<u8> {
+    use std::mem::MaybeUninit;
+
+    let mut heard = Vec::new();
+    let mut said = false;
+    std::future::poll_fn(|cx| {
+        loop {
+            let mut memory = [MaybeUninit::uninit(); 64];
+            let mut buf = hyper::rt::ReadBuf::uninit(&mut memory);
+            match Pin::new(&mut io).poll_read(cx, buf.unfilled()) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => heard.extend_from_slice(buf.filled()),
+                Poll::Ready(Err(error)) => panic!("the tunnel's read: {error}"),
+                Poll::Pending => break,
+            }
+        }
+        if !said {
+            let written = Pin::new(&mut io).poll_write(cx, b"hello");
+            assert!(matches!(written, Poll::Ready(Ok(5))), "{written:?}");
+            let shut = Pin::new(&mut io).poll_shutdown(cx);
+            assert!(matches!(shut, Poll::Ready(Ok(()))), "{shut:?}");
+            said = true;
+        }
+        Poll::Pending
+    })
+    .await;
+    heard
 }
 
 /// The 64-bit FNV-1a hash of `bytes`: any byte lost, added or moved

@@ -87,6 +87,40 @@ pub fn the_drain_waits_for_an_upgraded_connection<N: Net>() {
     assert!(report.is_success(), "{report}");
 }
 
+// An upgraded connection's handler that ends its writing half while its
+// own read waits (a tunnel's copy in both directions, in one task): the
+// client reads the end of the stream at once, and the handler still hears
+// what the client sends after it.
+pub fn a_half_closed_tunnel_hears_its_client_out<N: Net>() {
+    use std::io::{Read, Write};
+
+    let app = App::on::<N>();
+    let (group, addr) = serving::<N>(&app, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client
+        .write_all(
+            b"GET /tunnel HTTP/1.1\r\nhost: test\r\nconnection: upgrade\r\nupgrade: tunnel\r\n\r\n",
+        )
+        .unwrap();
+    // A bound on each read, not a guess at how long one takes.
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut received = Vec::new();
+    client.read_to_end(&mut received).unwrap();
+    let received = String::from_utf8(received).unwrap();
+    assert!(received.starts_with("HTTP/1.1 101"), "{received}");
+    assert!(received.ends_with("\r\n\r\nhello"), "{received}");
+    client.write_all(b"bye").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    app.tunnels_heard.wait_for(1);
+    handle.stop("test");
+    let report = run.join().unwrap();
+    assert!(report.is_success(), "{report}");
+}
+
 // The drain deadline cuts an upgraded connection that outlives it, and
 // counts it.
 pub fn the_drain_deadline_cuts_an_upgraded_connection<N: Net>() {

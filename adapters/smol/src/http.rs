@@ -7,9 +7,10 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::io::Read as _;
+use std::mem;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use allstop_core::http::{Executor, HttpRuntime, ServeError};
 use async_io::Async;
@@ -166,7 +167,23 @@ impl allstop_core::http::Accept for TcpListener {
 /// ```
 #[derive(Debug)]
 pub struct TcpStream {
-    inner: Async<std::net::TcpStream>,
+    socket: Socket,
+    /// The task whose read, and whose write, waits on async-io's reactor,
+    /// while one does: the waker the reactor holds for each (see
+    /// [`poll_shutdown`](hyper::rt::Write::poll_shutdown)).
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+#[derive(Debug)]
+enum Socket {
+    /// In async-io's reactor.
+    Registered(Async<std::net::TcpStream>),
+    /// Taken out of the reactor to be half-closed; put back by the next
+    /// read or write.
+    Unregistered(std::net::TcpStream),
+    /// Closed, when the reactor failed to take it out or put it back.
+    Closed,
 }
 
 /// The most one read takes from the kernel; hyper asks again for more.
@@ -181,13 +198,69 @@ thread_local! {
 impl TcpStream {
     /// The address of the connection's client.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.get_ref().peer_addr()
+        match &self.socket {
+            Socket::Registered(socket) => socket.get_ref().peer_addr(),
+            Socket::Unregistered(socket) => socket.peer_addr(),
+            Socket::Closed => Err(closed()),
+        }
+    }
+
+    /// The socket, in the reactor (put back if it was taken out).
+    fn registered(&mut self) -> io::Result<&mut Async<std::net::TcpStream>> {
+        if let Socket::Unregistered(_) = self.socket {
+            let Socket::Unregistered(socket) = mem::replace(&mut self.socket, Socket::Closed)
+            else {
+                unreachable!("matched above")
+            };
+            self.socket = Socket::Registered(Async::new(socket)?);
+        }
+        match &mut self.socket {
+            Socket::Registered(socket) => Ok(socket),
+            Socket::Unregistered(_) | Socket::Closed => Err(closed()),
+        }
+    }
+
+    /// Whether every wait the reactor may hold for this socket is the
+    /// task of `cx`'s: then taking the socket out of the reactor drops no
+    /// other task's wake-up.
+    fn waited_on_by_this_task_only(&self, cx: &Context<'_>) -> bool {
+        [&self.reader, &self.writer]
+            .into_iter()
+            .flatten()
+            .all(|waiter| waiter.will_wake(cx.waker()))
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the socket was closed: the reactor failed to take it out or put it back",
+    )
+}
+
+/// Notes the task whose read or write now waits on the reactor: a waker
+/// held only as long as the wait, as the reactor holds it.
+fn note_waiter(waiter: &mut Option<Waker>, cx: &Context<'_>) {
+    if !waiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *waiter = Some(cx.waker().clone());
+    }
+}
+
+/// Notes whether a write waits on the reactor (see [`note_waiter`]).
+fn note_write(writer: &mut Option<Waker>, written: &Poll<io::Result<usize>>, cx: &Context<'_>) {
+    match written {
+        Poll::Pending => note_waiter(writer, cx),
+        Poll::Ready(_) => *writer = None,
     }
 }
 
 impl From<Async<std::net::TcpStream>> for TcpStream {
-    fn from(inner: Async<std::net::TcpStream>) -> Self {
-        TcpStream { inner }
+    fn from(socket: Async<std::net::TcpStream>) -> Self {
+        TcpStream {
+            socket: Socket::Registered(socket),
+            reader: None,
+            writer: None,
+        }
     }
 }
 
@@ -197,15 +270,23 @@ impl hyper::rt::Read for TcpStream {
         cx: &mut Context<'_>,
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         loop {
-            match read_arrived(self.inner.get_ref(), &mut buf) {
+            let socket = this.registered()?;
+            match read_arrived(socket.get_ref(), &mut buf) {
                 // `poll_readable` may wake the task's previous waker, which
                 // may read another connection: no buffer is borrowed here.
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.inner.poll_readable(cx))?;
+                    if socket.poll_readable(cx)?.is_pending() {
+                        note_waiter(&mut this.reader, cx);
+                        return Poll::Pending;
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                read => return Poll::Ready(read),
+                read => {
+                    this.reader = None;
+                    return Poll::Ready(read);
+                }
             }
         }
     }
@@ -235,35 +316,76 @@ fn read_arrived(
 
 impl hyper::rt::Write for TcpStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(this.registered()?).poll_write(cx, buf);
+        note_write(&mut this.writer, &written, cx);
+        written
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(this.registered()?).poll_write_vectored(cx, bufs);
+        note_write(&mut this.writer, &written, cx);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
         true
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Writes go straight to the kernel: nothing is buffered here.
+        match self.socket {
+            Socket::Registered(_) | Socket::Unregistered(_) => Poll::Ready(Ok(())),
+            Socket::Closed => Poll::Ready(Err(closed())),
+        }
     }
 
     /// Ends the writing half: the client reads the end of the stream while
     /// the connection stays open for reading, as on tokio. (async-io's
     /// `poll_close` only flushes.)
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
-        Poll::Ready(self.inner.get_ref().shutdown(std::net::Shutdown::Write))
+    ///
+    /// The half-close wakes whatever waits on the socket, async-io's
+    /// poller thread among them whenever a read is registered with it (an
+    /// idle keep-alive connection's): with thousands of connections closed
+    /// at a stop, a wake-up of that thread for each. So when no other task
+    /// waits on the socket, it is taken out of the reactor first, as its
+    /// drop would take it right after (a connection that ends), and put
+    /// back by the next read or write (a tunnel that goes on reading);
+    /// this task is woken to poll again what it had waiting.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let alone = this.waited_on_by_this_task_only(cx);
+        let socket = match mem::replace(&mut this.socket, Socket::Closed) {
+            Socket::Registered(socket) if alone => {
+                // On an error the socket is closed, and stays `Closed`.
+                let socket = socket.into_inner()?;
+                let read_waited = this.reader.take().is_some();
+                let write_waited = this.writer.take().is_some();
+                if read_waited || write_waited {
+                    cx.waker().wake_by_ref();
+                }
+                socket
+            }
+            Socket::Registered(socket) => {
+                let shut = socket.get_ref().shutdown(std::net::Shutdown::Write);
+                this.socket = Socket::Registered(socket);
+                return Poll::Ready(shut);
+            }
+            Socket::Unregistered(socket) => socket,
+            Socket::Closed => return Poll::Ready(Err(closed())),
+        };
+        let shut = socket.shutdown(std::net::Shutdown::Write);
+        this.socket = Socket::Unregistered(socket);
+        Poll::Ready(shut)
     }
 }
 
@@ -319,6 +441,98 @@ mod tests {
                 let _ = self.read.send(read);
             }
         }
+    }
+
+    /// A task's waker: each wake is a message.
+    struct Signal(Mutex<mpsc::Sender<()>>);
+
+    impl Wake for Signal {
+        fn wake(self: Arc<Self>) {
+            let _ = self.0.lock().unwrap().send(());
+        }
+    }
+
+    /// A waker, and the wakes it gets.
+    fn signal() -> (Waker, mpsc::Receiver<()>) {
+        let (woken, wakes) = mpsc::channel();
+        (Waker::from(Arc::new(Signal(Mutex::new(woken)))), wakes)
+    }
+
+    /// Waits for a wake: a bound, not a guess at how long one takes.
+    fn wait_woken(wakes: &mpsc::Receiver<()>, what: &str) {
+        wakes
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what} was never woken"));
+    }
+
+    /// Polls the read as a runtime would: again only after each wake.
+    fn read_when_woken(
+        stream: &mut TcpStream,
+        waker: &Waker,
+        wakes: &mpsc::Receiver<()>,
+    ) -> Vec<u8> {
+        loop {
+            wait_woken(wakes, "the reading task");
+            if let Poll::Ready(read) = poll_read_once(stream, waker) {
+                return read.unwrap();
+            }
+        }
+    }
+
+    fn shutdown(stream: &mut TcpStream, waker: &Waker) {
+        let mut cx = Context::from_waker(waker);
+        let shut = hyper::rt::Write::poll_shutdown(Pin::new(stream), &mut cx);
+        assert!(matches!(shut, Poll::Ready(Ok(()))), "{shut:?}");
+    }
+
+    // The task that shuts the stream down while its own read waits (a
+    // tunnel's copy in both directions, in one task): its wait is not
+    // lost, and the stream reads on.
+    #[test]
+    fn a_read_waiting_in_the_task_that_shuts_down_is_not_lost() {
+        let (mut client, mut stream) = connected();
+        let (waker, wakes) = signal();
+        assert!(poll_read_once(&mut stream, &waker).is_pending());
+        shutdown(&mut stream, &waker);
+        client.write_all(b"late").unwrap();
+        assert_eq!(read_when_woken(&mut stream, &waker, &wakes), b"late");
+    }
+
+    // A read waiting in another task (the stream split between two) is
+    // woken when its data arrives, after the shutdown as before it.
+    #[test]
+    fn a_read_waiting_in_another_task_is_woken_after_a_shutdown() {
+        let (mut client, mut stream) = connected();
+        let (reader, reads) = signal();
+        assert!(poll_read_once(&mut stream, &reader).is_pending());
+        let (shutter, _) = signal();
+        shutdown(&mut stream, &shutter);
+        client.write_all(b"late").unwrap();
+        assert_eq!(read_when_woken(&mut stream, &reader, &reads), b"late");
+    }
+
+    // A write waiting in another task (the client reads nothing) is woken
+    // by the shutdown, and fails rather than waits for ever.
+    #[test]
+    fn a_write_waiting_in_another_task_is_woken_by_a_shutdown() {
+        let (_client, mut stream) = connected();
+        let (writer, writes) = signal();
+        let chunk = vec![7; 64 * 1024];
+        let mut cx = Context::from_waker(&writer);
+        // Until the kernel's buffers are full.
+        while let Poll::Ready(written) =
+            hyper::rt::Write::poll_write(Pin::new(&mut stream), &mut cx, &chunk)
+        {
+            written.unwrap();
+        }
+        let (shutter, _) = signal();
+        shutdown(&mut stream, &shutter);
+        wait_woken(&writes, "the writing task");
+        let written = hyper::rt::Write::poll_write(Pin::new(&mut stream), &mut cx, &chunk);
+        assert!(
+            matches!(&written, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe),
+            "{written:?}"
+        );
     }
 
     // Shutting the stream down ends what the client reads, while the
