@@ -98,8 +98,9 @@ pub(crate) trait Members {
 
 /// The members spawned as tasks; each reports its exit on a channel.
 pub(crate) struct Spawned<T> {
-    // Boxed because the receiver keeps its listener inline and is !Unpin.
-    rx: Pin<Box<async_channel::Receiver<Ended>>>,
+    rx: async_channel::Receiver<Ended>,
+    /// The run's task, woken by each exit sent and by the channel's close.
+    run: Arc<AtomicWaker>,
     /// What the tasks share, for the cancellation to wake them all. Weak:
     /// the channel's one sender is in it, and must go with the last task.
     collector: Weak<Collector>,
@@ -117,7 +118,9 @@ impl<T> Spawned<T> {
         // Guarantee 4: sized to the members, so a finishing member never
         // waits on the collector (`try_send` cannot find it full).
         let (tx, rx) = async_channel::bounded(members.len().max(1));
+        let run = Arc::new(AtomicWaker::new());
         let collector = Arc::new(Collector {
+            run: run.clone(),
             state: state.clone(),
             wakers: members.iter().map(|_| AtomicWaker::new()).collect(),
             tx,
@@ -135,7 +138,8 @@ impl<T> Spawned<T> {
             })
             .collect();
         Spawned {
-            rx: Box::pin(rx),
+            rx,
+            run,
             collector: Arc::downgrade(&collector),
             _tasks: tasks,
         }
@@ -150,7 +154,20 @@ impl<T> Members for Spawned<T> {
         // task drops its member before its sender: `None` means every
         // member future is gone. One wake-up for the group, not a join per
         // task.
-        self.rx.poll_next_unpin(cx)
+        let mut registered = false;
+        loop {
+            match self.rx.try_recv() {
+                Ok(exit) => return Poll::Ready(Some(exit)),
+                Err(async_channel::TryRecvError::Closed) => return Poll::Ready(None),
+                Err(async_channel::TryRecvError::Empty) if registered => return Poll::Pending,
+                // Registered before the second look: an exit sent after
+                // the first wakes this task.
+                Err(async_channel::TryRecvError::Empty) => {
+                    self.run.register(cx.waker());
+                    registered = true;
+                }
+            }
+        }
     }
 
     fn cancel(&mut self, _cx: &mut Context<'_>) {
@@ -168,6 +185,10 @@ impl<T> Members for Spawned<T> {
 /// What every spawned member's task shares, in one allocation: one
 /// reference count to take and drop per task, not one per field.
 struct Collector {
+    /// The run's task: woken after each exit sent, and once the channel
+    /// closes. A waker slot rather than the channel's own listener, which
+    /// the run would allocate, and the senders lock, at each wait.
+    run: Arc<AtomicWaker>,
     state: Arc<StopState>,
     /// Each task's waker, for the cancellation to wake them all: one slot
     /// per member, rather than a listener each on the group's event (an
@@ -175,6 +196,14 @@ struct Collector {
     wakers: Box<[AtomicWaker]>,
     /// The only sender: the channel closes when the last task is gone.
     tx: async_channel::Sender<Ended>,
+}
+
+impl Drop for Collector {
+    /// The last task is gone: the channel closes, and the run hears of it.
+    fn drop(&mut self) {
+        self.tx.close();
+        self.run.wake();
+    }
 }
 
 /// A spawned member: sends its exit to the collector; once the group
@@ -227,8 +256,11 @@ impl Future for Reporting {
         // closed if the run is gone: the exit is then dropped here, under a
         // guard (an error's `Drop` is the member's code).
         if let Some(exit) = exit {
-            if let Err(unsent) = this.collector.tx.try_send(exit) {
-                let _ = unwind::drop_caught(unsent);
+            match this.collector.tx.try_send(exit) {
+                Ok(()) => this.collector.run.wake(),
+                Err(unsent) => {
+                    let _ = unwind::drop_caught(unsent);
+                }
             }
         }
         Poll::Ready(())
