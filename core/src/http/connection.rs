@@ -28,7 +28,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -489,10 +489,66 @@ enum Step {
 }
 
 /// The deadline for a connection's next request head (see the module
-/// docs): `sleep` rings at the earliest moment it can have passed.
+/// docs): `sleep` rings at the earliest moment it can have passed. It
+/// rings `bell`, which wakes the connection's task: the task looks at the
+/// sleep when it has rung, rather than polling it (the runtime's timer
+/// entry, and its waker registration) at every wake-up, once a request.
 struct HeadDeadline {
     timeout: Duration,
     sleep: Pin<Box<dyn Sleep>>,
+    bell: Arc<Bell>,
+    /// The task waker the bell holds, to compare with the task's own.
+    task: Option<Waker>,
+}
+
+impl HeadDeadline {
+    fn new(timeout: Duration, sleep: Pin<Box<dyn Sleep>>) -> Self {
+        HeadDeadline {
+            timeout,
+            sleep,
+            // Rung to begin with: the first look polls the sleep, which
+            // then holds the bell.
+            bell: Arc::new(Bell {
+                rang: AtomicBool::new(true),
+                task: AtomicWaker::new(),
+            }),
+            task: None,
+        }
+    }
+
+    /// Whether the sleep has rung since the last look; the task of `cx`
+    /// is woken when it next rings.
+    fn rang(&mut self, cx: &Context<'_>) -> bool {
+        if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            self.bell.task.register(cx.waker());
+            self.task = Some(cx.waker().clone());
+        }
+        // Acquire: pairs with the ring's Release.
+        if !self.bell.rang.load(Ordering::Acquire) {
+            return false;
+        }
+        // A ring takes the bell's waker: it is given back before the ring
+        // is cleared, so that a ring after this look wakes the task.
+        self.bell.task.register(cx.waker());
+        self.bell.rang.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// What a head deadline's sleep wakes: notes the ring, wakes the task.
+struct Bell {
+    rang: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Bell {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.rang.store(true, Ordering::Release);
+        self.task.wake();
+    }
 }
 
 /// What a connection's task watches besides hyper's connection future:
@@ -562,7 +618,12 @@ impl<T: Timer> Watch<T> {
         let Some(head) = &mut self.head else {
             return false;
         };
-        while head.sleep.as_mut().poll(cx).is_ready() {
+        if !head.rang(cx) {
+            return false;
+        }
+        let bell = Waker::from(head.bell.clone());
+        let mut cx = Context::from_waker(&bell);
+        while head.sleep.as_mut().poll(&mut cx).is_ready() {
             let state = &self.state;
             // Relaxed: hints, re-read on every wake. HTTP/2 streams and
             // upgraded connections have no request heads to wait for.
@@ -647,10 +708,7 @@ pub(crate) async fn serve_connection<I, S, E, T>(
 {
     let mut watch = Watch {
         state: service.conn.clone(),
-        head: head_timeout.map(|timeout| HeadDeadline {
-            timeout,
-            sleep: timer.sleep(timeout),
-        }),
+        head: head_timeout.map(|timeout| HeadDeadline::new(timeout, timer.sleep(timeout))),
         timer,
         idle_grace,
         forced,
@@ -812,5 +870,65 @@ mod tests {
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
         assert!(matches!(watch.step(&mut cx), Step::Wait));
         assert!(watch.sleep.is_some(), "idle: sleeping out the grace");
+    }
+
+    /// A sleep the test rings by hand: it holds the waker it was last
+    /// polled with.
+    #[derive(Default)]
+    struct HandSleep {
+        waker: std::sync::Mutex<Option<Waker>>,
+    }
+
+    impl HandSleep {
+        fn ring(&self) {
+            let waker = self.waker.lock().unwrap().take();
+            waker.expect("the sleep was polled").wake();
+        }
+    }
+
+    struct Polled(Arc<HandSleep>);
+
+    impl Future for Polled {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            *self.0.waker.lock().unwrap() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    impl Sleep for Polled {}
+
+    // The head deadline looks at its sleep only when it has rung, and every
+    // ring wakes the connection's task, the second as the first (a ring
+    // takes the bell's waker; the look gives it back).
+    #[test]
+    fn each_ring_of_the_head_deadline_wakes_the_task_once() {
+        let sleep = Arc::new(HandSleep::default());
+        let mut head = HeadDeadline::new(Duration::from_secs(10), Box::pin(Polled(sleep.clone())));
+        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let cx = Context::from_waker(&waker);
+        let woken = || wakes.0.load(Ordering::SeqCst);
+        // The first look polls the sleep, which then holds the bell.
+        assert!(head.rang(&cx));
+        let bell = Waker::from(head.bell.clone());
+        assert!(head
+            .sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(&bell))
+            .is_pending());
+        assert!(!head.rang(&cx), "not rung yet");
+        for ring in 1..=2 {
+            sleep.ring();
+            assert_eq!(woken(), ring, "ring {ring} woke the task");
+            assert!(head.rang(&cx), "ring {ring} seen");
+            assert!(!head.rang(&cx), "ring {ring} seen once");
+            assert!(head
+                .sleep
+                .as_mut()
+                .poll(&mut Context::from_waker(&bell))
+                .is_pending());
+        }
     }
 }
