@@ -105,6 +105,10 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::
 /// routes. Returns the routes, whose [`status`](DebugRoutes::status) shows the
 /// group.
 ///
+/// # Panics
+///
+/// As [`Group::add`]: if the group has 2^32 members already.
+///
 /// ```
 /// # #[cfg(feature = "tokio")] {
 /// use allstop::tokio::Tokio;
@@ -194,6 +198,10 @@ impl DebugRoutes {
     /// ended: `/readyz` answers 503 and `/debug/group` shows the drain for
     /// as long as the others drain. Think twice before an address other
     /// than loopback: profiles reveal internals.
+    ///
+    /// # Panics
+    ///
+    /// As [`Group::add`]: if the group has 2^32 members already.
     ///
     /// ```
     /// # #[cfg(feature = "tokio")] {
