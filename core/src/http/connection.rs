@@ -27,7 +27,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -510,7 +510,7 @@ impl HeadDeadline {
             // then holds the bell.
             bell: Arc::new(Bell {
                 rang: AtomicBool::new(true),
-                task: AtomicWaker::new(),
+                task: Mutex::new(None),
             }),
             task: None,
         }
@@ -520,24 +520,46 @@ impl HeadDeadline {
     /// is woken when it next rings.
     fn rang(&mut self, cx: &Context<'_>) -> bool {
         if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-            self.bell.task.register(cx.waker());
+            *self.bell.task() = Some(cx.waker().clone());
             self.task = Some(cx.waker().clone());
         }
-        // Acquire: pairs with the ring's Release.
-        if !self.bell.rang.load(Ordering::Acquire) {
-            return false;
-        }
-        // A ring takes the bell's waker: it is given back before the ring
-        // is cleared, so that a ring after this look wakes the task.
-        self.bell.task.register(cx.waker());
-        self.bell.rang.swap(false, Ordering::AcqRel)
+        // Acquire: pairs with the ring's Release. A ring that took the
+        // lock before the waker was stored above set the flag first, so
+        // the look sees it; one after wakes the waker stored.
+        self.bell.rang.load(Ordering::Acquire) && self.bell.rang.swap(false, Ordering::AcqRel)
     }
 }
 
 /// What a head deadline's sleep wakes: notes the ring, wakes the task.
+/// The task's waker stays after a ring (a waker slot that hands it over
+/// to the ring could lose it to a ring racing a look), behind a lock
+/// taken only by a ring and when the task's waker changes.
 struct Bell {
     rang: AtomicBool,
-    task: AtomicWaker,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Bell {
+    fn task(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        // A waker that panicked while woken leaves it as it was.
+        self.task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A ring's first half.
+    fn note_ring(&self) {
+        self.rang.store(true, Ordering::Release);
+    }
+
+    /// A ring's second half; the waker stays for the next ring.
+    fn wake_task(&self) {
+        // Woken outside the lock: a waker may poll the task at once.
+        let task = self.task().clone();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
 }
 
 impl Wake for Bell {
@@ -546,8 +568,8 @@ impl Wake for Bell {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.rang.store(true, Ordering::Release);
-        self.task.wake();
+        self.note_ring();
+        self.wake_task();
     }
 }
 
@@ -900,8 +922,7 @@ mod tests {
     impl Sleep for Polled {}
 
     // The head deadline looks at its sleep only when it has rung, and every
-    // ring wakes the connection's task, the second as the first (a ring
-    // takes the bell's waker; the look gives it back).
+    // ring wakes the connection's task, the second as the first.
     #[test]
     fn each_ring_of_the_head_deadline_wakes_the_task_once() {
         let sleep = Arc::new(HandSleep::default());
@@ -930,5 +951,38 @@ mod tests {
                 .poll(&mut Context::from_waker(&bell))
                 .is_pending());
         }
+    }
+
+    // A ring whose halves a look falls between (the task polled on another
+    // thread as the sleep rings) leaves the bell holding the task's waker:
+    // the next ring wakes it. A waker slot that a ring empties would have
+    // lost it, and with it every later ring.
+    #[test]
+    fn a_look_between_the_halves_of_a_ring_keeps_the_next_ring() {
+        let sleep = Arc::new(HandSleep::default());
+        let mut head = HeadDeadline::new(Duration::from_secs(10), Box::pin(Polled(sleep.clone())));
+        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let cx = Context::from_waker(&waker);
+        let bell = Waker::from(head.bell.clone());
+        let arm = |head: &mut HeadDeadline| {
+            let polled = head.sleep.as_mut().poll(&mut Context::from_waker(&bell));
+            assert!(polled.is_pending());
+        };
+        assert!(head.rang(&cx));
+        arm(&mut head);
+        head.bell.note_ring();
+        assert!(head.rang(&cx), "the ring's first half seen");
+        arm(&mut head);
+        head.bell.wake_task();
+        assert!(!head.rang(&cx), "no ring since");
+        let before = wakes.0.load(Ordering::SeqCst);
+        sleep.ring();
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            before + 1,
+            "the next ring woke the task"
+        );
+        assert!(head.rang(&cx));
     }
 }
