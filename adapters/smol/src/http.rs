@@ -168,8 +168,9 @@ impl allstop_core::http::Accept for TcpListener {
 #[derive(Debug)]
 pub struct TcpStream {
     socket: Socket,
-    /// The task whose read, and whose write, waits on async-io's reactor,
-    /// while one does: the waker the reactor holds for each (see
+    /// The task whose read, and whose write, last waited on async-io's
+    /// reactor, until that task's read (write) completes: the waker the
+    /// reactor may hold for each (see
     /// [`poll_shutdown`](hyper::rt::Write::poll_shutdown)).
     reader: Option<Waker>,
     writer: Option<Waker>,
@@ -238,11 +239,19 @@ fn closed() -> io::Error {
     )
 }
 
-/// Notes the task whose read or write now waits on the reactor: a waker
-/// held only as long as the wait, as the reactor holds it.
+/// Notes the task whose read or write now waits on the reactor, until
+/// that task's read or write next completes.
 fn note_waiter(waiter: &mut Option<Waker>, cx: &Context<'_>) {
     if !waiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
         *waiter = Some(cx.waker().clone());
+    }
+}
+
+/// The wait of `cx`'s task is over; another task's may not be (two tasks
+/// reading one stream), and stays noted.
+fn forget_waiter(waiter: &mut Option<Waker>, cx: &Context<'_>) {
+    if waiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *waiter = None;
     }
 }
 
@@ -250,7 +259,7 @@ fn note_waiter(waiter: &mut Option<Waker>, cx: &Context<'_>) {
 fn note_write(writer: &mut Option<Waker>, written: &Poll<io::Result<usize>>, cx: &Context<'_>) {
     match written {
         Poll::Pending => note_waiter(writer, cx),
-        Poll::Ready(_) => *writer = None,
+        Poll::Ready(_) => forget_waiter(writer, cx),
     }
 }
 
@@ -284,7 +293,7 @@ impl hyper::rt::Read for TcpStream {
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 read => {
-                    this.reader = None;
+                    forget_waiter(&mut this.reader, cx);
                     return Poll::Ready(read);
                 }
             }
@@ -509,6 +518,37 @@ mod tests {
         shutdown(&mut stream, &shutter);
         client.write_all(b"late").unwrap();
         assert_eq!(read_when_woken(&mut stream, &reader, &reads), b"late");
+    }
+
+    // Two tasks read one stream: one waits, the other reads what arrived
+    // without waiting. The first still waits on the reactor, so a shutdown
+    // by the second leaves the socket there, and the first is woken when
+    // its data comes.
+    #[test]
+    fn a_read_another_task_completes_leaves_the_waiting_one_noted() {
+        let (mut client, mut stream) = connected();
+        let (waiting, wakes) = signal();
+        assert!(poll_read_once(&mut stream, &waiting).is_pending());
+        client.write_all(b"one").unwrap();
+        let (other, _) = signal();
+        assert_eq!(read_with(&mut stream, &other), b"one");
+        assert!(
+            !stream.waited_on_by_this_task_only(&Context::from_waker(&other)),
+            "the waiting task was forgotten"
+        );
+        shutdown(&mut stream, &other);
+        client.write_all(b"two").unwrap();
+        assert_eq!(read_when_woken(&mut stream, &waiting, &wakes), b"two");
+    }
+
+    /// Polls with `waker` until the data sent has arrived.
+    fn read_with(stream: &mut TcpStream, waker: &Waker) -> Vec<u8> {
+        loop {
+            if let Poll::Ready(read) = poll_read_once(stream, waker) {
+                return read.unwrap();
+            }
+            std::thread::yield_now();
+        }
     }
 
     // A write waiting in another task (the client reads nothing) is woken
