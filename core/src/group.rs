@@ -35,7 +35,7 @@ use crate::unwind::{Caught, Guarded};
 /// - Members run in the task that awaits the run ([`Group::new`]), or each
 ///   as a task of a runtime ([`Group::on`]), whose timer the group then
 ///   uses for its deadlines.
-/// - It returns a [`Report`] with every member's [`Outcome`](crate::Outcome) in the order
+/// - It returns a [`Report`] with every member's [`Outcome`] in the order
 ///   they were added, and the [`Cause`](crate::Cause) of the stop.
 ///
 /// ```
@@ -538,7 +538,7 @@ impl Group {
 
     /// Sets the grace deadline: members still running `grace` after the stop
     /// began are cancelled (dropped) and reported
-    /// [`Outcome::Cancelled`](crate::Outcome::Cancelled). The deadline
+    /// [`Outcome::Cancelled`]. The deadline
     /// sleeps on the group's [timer](Group::timer).
     ///
     /// Without a grace deadline the group waits for every member however
@@ -659,7 +659,7 @@ impl Group {
     /// # Panics
     ///
     /// Never because of a member: a member's panic is its
-    /// [`Outcome::Panicked`](crate::Outcome::Panicked). An [`Observer`] that panics unwinds through
+    /// [`Outcome::Panicked`]. An [`Observer`] that panics unwinds through
     /// the run.
     pub fn run(self) -> Run {
         self.start(None)
