@@ -171,7 +171,9 @@ pub struct TcpStream {
     /// The task whose read, and whose write, last waited on async-io's
     /// reactor, until that task's read (write) completes: the waker the
     /// reactor may hold for each (see
-    /// [`poll_shutdown`](hyper::rt::Write::poll_shutdown)).
+    /// [`poll_shutdown`](hyper::rt::Write::poll_shutdown)). With two tasks
+    /// on one stream, it may outlive the reactor's; a shutdown then keeps
+    /// the socket in the reactor, as before.
     reader: Option<Waker>,
     writer: Option<Waker>,
 }
@@ -530,8 +532,24 @@ mod tests {
         let (waiting, wakes) = signal();
         assert!(poll_read_once(&mut stream, &waiting).is_pending());
         client.write_all(b"one").unwrap();
+        // Arrived before the other task reads: its read must not wait (a
+        // wait would replace the first task's in the reactor).
+        let Socket::Registered(socket) = &stream.socket else {
+            panic!("registered")
+        };
+        loop {
+            match socket.get_ref().peek(&mut [0]) {
+                Ok(1..) => break,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                other => panic!("peeking at what arrived: {other:?}"),
+            }
+        }
         let (other, _) = signal();
-        assert_eq!(read_with(&mut stream, &other), b"one");
+        let read = poll_read_once(&mut stream, &other);
+        assert!(
+            matches!(&read, Poll::Ready(Ok(data)) if data == b"one"),
+            "{read:?}"
+        );
         assert!(
             !stream.waited_on_by_this_task_only(&Context::from_waker(&other)),
             "the waiting task was forgotten"
@@ -539,16 +557,6 @@ mod tests {
         shutdown(&mut stream, &other);
         client.write_all(b"two").unwrap();
         assert_eq!(read_when_woken(&mut stream, &waiting, &wakes), b"two");
-    }
-
-    /// Polls with `waker` until the data sent has arrived.
-    fn read_with(stream: &mut TcpStream, waker: &Waker) -> Vec<u8> {
-        loop {
-            if let Poll::Ready(read) = poll_read_once(stream, waker) {
-                return read.unwrap();
-            }
-            std::thread::yield_now();
-        }
     }
 
     // A write waiting in another task (the client reads nothing) is woken

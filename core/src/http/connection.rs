@@ -520,7 +520,9 @@ impl HeadDeadline {
     /// is woken when it next rings.
     fn rang(&mut self, cx: &Context<'_>) -> bool {
         if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-            *self.bell.task() = Some(cx.waker().clone());
+            let old = self.bell.task().replace(cx.waker().clone());
+            // Dropped outside the lock, as a ring wakes outside it.
+            drop(old);
             self.task = Some(cx.waker().clone());
         }
         // Acquire: pairs with the ring's Release. A ring that took the
@@ -541,7 +543,7 @@ struct Bell {
 
 impl Bell {
     fn task(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
-        // A waker that panicked while woken leaves it as it was.
+        // A waker whose clone or drop panicked leaves it as it was.
         self.task
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
