@@ -923,35 +923,65 @@ mod tests {
 
     impl Sleep for Polled {}
 
+    /// A head deadline on a [`HandSleep`], and the wakes of its task.
+    struct Rig {
+        sleep: Arc<HandSleep>,
+        head: HeadDeadline,
+        wakes: Arc<Wakes>,
+        task: Waker,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let sleep = Arc::new(HandSleep::default());
+            let head = HeadDeadline::new(Duration::from_secs(10), Box::pin(Polled(sleep.clone())));
+            let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+            let task = Waker::from(wakes.clone());
+            Rig {
+                sleep,
+                head,
+                wakes,
+                task,
+            }
+        }
+
+        /// A look by the task: whether the sleep has rung since the last.
+        fn rang(&mut self) -> bool {
+            self.head.rang(&Context::from_waker(&self.task))
+        }
+
+        /// Polls the sleep with the bell, as `head_expired` does after a
+        /// ring: it holds the bell until it rings.
+        fn arm(&mut self) {
+            let bell = Waker::from(self.head.bell.clone());
+            let polled = self
+                .head
+                .sleep
+                .as_mut()
+                .poll(&mut Context::from_waker(&bell));
+            assert!(polled.is_pending());
+        }
+
+        fn woken(&self) -> usize {
+            self.wakes.0.load(Ordering::SeqCst)
+        }
+    }
+
     // The head deadline looks at its sleep only when it has rung, and every
     // ring wakes the connection's task, the second as the first.
     #[test]
     fn each_ring_of_the_head_deadline_wakes_the_task_once() {
-        let sleep = Arc::new(HandSleep::default());
-        let mut head = HeadDeadline::new(Duration::from_secs(10), Box::pin(Polled(sleep.clone())));
-        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-        let waker = Waker::from(wakes.clone());
-        let cx = Context::from_waker(&waker);
-        let woken = || wakes.0.load(Ordering::SeqCst);
+        let mut rig = Rig::new();
         // The first look polls the sleep, which then holds the bell.
-        assert!(head.rang(&cx));
-        let bell = Waker::from(head.bell.clone());
-        assert!(head
-            .sleep
-            .as_mut()
-            .poll(&mut Context::from_waker(&bell))
-            .is_pending());
-        assert!(!head.rang(&cx), "not rung yet");
+        assert!(rig.rang());
+        rig.arm();
+        assert!(!rig.rang(), "not rung yet");
         for ring in 1..=2 {
-            sleep.ring();
-            assert_eq!(woken(), ring, "ring {ring} woke the task");
-            assert!(head.rang(&cx), "ring {ring} seen");
-            assert!(!head.rang(&cx), "ring {ring} seen once");
-            assert!(head
-                .sleep
-                .as_mut()
-                .poll(&mut Context::from_waker(&bell))
-                .is_pending());
+            rig.sleep.ring();
+            assert_eq!(rig.woken(), ring, "ring {ring} woke the task");
+            assert!(rig.rang(), "ring {ring} seen");
+            assert!(!rig.rang(), "ring {ring} seen once");
+            rig.arm();
         }
     }
 
@@ -961,30 +991,17 @@ mod tests {
     // lost it, and with it every later ring.
     #[test]
     fn a_look_between_the_halves_of_a_ring_keeps_the_next_ring() {
-        let sleep = Arc::new(HandSleep::default());
-        let mut head = HeadDeadline::new(Duration::from_secs(10), Box::pin(Polled(sleep.clone())));
-        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-        let waker = Waker::from(wakes.clone());
-        let cx = Context::from_waker(&waker);
-        let bell = Waker::from(head.bell.clone());
-        let arm = |head: &mut HeadDeadline| {
-            let polled = head.sleep.as_mut().poll(&mut Context::from_waker(&bell));
-            assert!(polled.is_pending());
-        };
-        assert!(head.rang(&cx));
-        arm(&mut head);
-        head.bell.note_ring();
-        assert!(head.rang(&cx), "the ring's first half seen");
-        arm(&mut head);
-        head.bell.wake_task();
-        assert!(!head.rang(&cx), "no ring since");
-        let before = wakes.0.load(Ordering::SeqCst);
-        sleep.ring();
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            before + 1,
-            "the next ring woke the task"
-        );
-        assert!(head.rang(&cx));
+        let mut rig = Rig::new();
+        assert!(rig.rang());
+        rig.arm();
+        rig.head.bell.note_ring();
+        assert!(rig.rang(), "the ring's first half seen");
+        rig.arm();
+        rig.head.bell.wake_task();
+        assert!(!rig.rang(), "no ring since");
+        let before = rig.woken();
+        rig.sleep.ring();
+        assert_eq!(rig.woken(), before + 1, "the next ring woke the task");
+        assert!(rig.rang());
     }
 }
