@@ -2,33 +2,31 @@
 //! every connection watches it on each of its wakes, so its waiters
 //! register once rather than on every poll, as a
 //! [`Latch`](crate::latch::Latch)'s must (its event may be shared, so a
-//! listener notified does not mean the latch is set).
+//! notification does not mean the latch is set).
 
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicBool, Ordering};
-use std::future::Future;
-use std::pin::Pin;
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use event_listener::{Event, EventListener};
+use crate::waiter::{Event, Waiter};
 
 /// A flag with an event of its own, for flags that many tasks poll on each
 /// of their wakes (the HTTP server's drain, which every connection
 /// watches): a [`FlagWaiter`] registers its task once, where a latch's
-/// waiter polls its listener, taking the event's lock, on every poll.
+/// waiter renews its registration, taking the event's lock, on every poll.
 ///
 /// # Invariants
 ///
 /// 1. `set` goes from `false` to `true` once and never back.
 /// 2. The event is this flag's alone (never shared, never chained), and
-///    notified only by the call that sets the flag: a listener of it is
-///    notified only once the flag is set.
-/// 3. A waiter whose listener was registered with a waker that wakes the
-///    polling task need not register again: the flag is checked first, and
-///    a set after that check wakes that waker (2).
+///    notified only by the call that sets the flag: a waker registered on it
+///    is taken out only once the flag is set.
+/// 3. A waiter registered with a waker that wakes the polling task need not
+///    register again: the flag is checked first, and a set after that check
+///    wakes that waker (2).
 #[derive(Debug)]
 pub(crate) struct Flag {
     set: AtomicBool,
@@ -49,7 +47,7 @@ impl Flag {
         // setter did before setting it.
         let first = !self.set.swap(true, Ordering::AcqRel);
         if first {
-            self.event.notify(usize::MAX);
+            self.event.notify_all();
         }
         first
     }
@@ -60,46 +58,42 @@ impl Flag {
 
     /// Ready once the flag is set.
     pub(crate) fn poll_set(&self, cx: &mut Context<'_>, waiter: &mut FlagWaiter) -> Poll<()> {
-        loop {
-            if self.is_set() {
+        if self.is_set() {
+            *waiter = FlagWaiter::default();
+            return Poll::Ready(());
+        }
+        // Registered with this task already (invariant 3).
+        if waiter.waiter.is_registered()
+            && waiter
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        match waiter.waiter.poll(cx, &self.event, || self.is_set()) {
+            Poll::Ready(()) => {
                 *waiter = FlagWaiter::default();
-                return Poll::Ready(());
+                Poll::Ready(())
             }
-            match waiter {
-                // Registered with this task already (invariant 3).
-                FlagWaiter {
-                    listener: Some(_),
-                    waker: Some(waker),
-                } if waker.will_wake(cx.waker()) => return Poll::Pending,
-                FlagWaiter {
-                    listener: Some(listener),
-                    waker,
-                } => {
-                    if Pin::new(listener).poll(cx).is_pending() {
-                        *waker = Some(cx.waker().clone());
-                        return Poll::Pending;
-                    }
-                    // Notified, so set (invariant 2): checked above.
-                    *waiter = FlagWaiter::default();
-                }
-                FlagWaiter { listener: None, .. } => {
-                    waiter.listener = Some(self.event.listen());
-                }
+            Poll::Pending => {
+                waiter.waker = Some(cx.waker().clone());
+                Poll::Pending
             }
         }
     }
 }
 
-/// One task's wait on a [`Flag`]: its listener, and the waker it was
-/// registered with.
+/// One task's wait on a [`Flag`]: its registration, and the waker it
+/// registered.
 #[derive(Debug, Default)]
 pub(crate) struct FlagWaiter {
-    listener: Option<EventListener>,
+    waiter: Waiter,
     waker: Option<Waker>,
 }
 
 /// A model check of the invariants above: loom runs every interleaving of
-/// the threads, event-listener's internals included (see `latch.rs`).
+/// the threads, the event's list included (see `latch.rs`).
 #[cfg(all(test, loom))]
 mod model {
     use std::task::{Wake, Waker};

@@ -17,28 +17,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use event_listener::Event;
-
-use crate::waiter::Waiter;
+use crate::waiter::{Event, Waiter};
 
 #[derive(Debug)]
 pub(crate) struct Latch {
     set: AtomicBool,
     parent: Option<Arc<Latch>>,
     /// Shared by the whole chain (invariant 3).
-    event: Arc<Event>,
+    event: Event,
 }
 
 impl Latch {
     /// A latch with an event of its own.
     #[cfg(test)]
     pub(crate) fn new() -> Arc<Self> {
-        Latch::on(&Arc::new(Event::new()))
+        Latch::on(&Event::new())
     }
 
     /// A latch that notifies `event`, which other latches may share: one
     /// waiter then watches them all.
-    pub(crate) fn on(event: &Arc<Event>) -> Arc<Self> {
+    pub(crate) fn on(event: &Event) -> Arc<Self> {
         Arc::new(Latch {
             set: AtomicBool::new(false),
             parent: None,
@@ -61,7 +59,7 @@ impl Latch {
         // setter did before setting it.
         let first = !self.set.swap(true, Ordering::AcqRel);
         if first {
-            self.event.notify(usize::MAX);
+            self.event.notify_all();
         }
         first
     }
@@ -77,8 +75,7 @@ impl Latch {
 }
 
 /// A model check of the invariants above: loom runs every interleaving of
-/// the threads (event-listener's internals included, through its `loom`
-/// feature). `RUSTFLAGS="--cfg loom" cargo test -p allstop-core --lib
+/// the threads, the event's list and its lock included. `RUSTFLAGS="--cfg loom" cargo test -p allstop-core --lib
 /// --release loom`; `.ci/run` runs it.
 #[cfg(all(test, loom))]
 mod model {

@@ -15,11 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use event_listener::Event;
-
 use crate::cause::Cause;
 use crate::latch::Latch;
-use crate::waiter::Waiter;
+use crate::waiter::{Event, Waiter};
 
 /// The stop: begun once, with one cause, seen by every member.
 ///
@@ -41,7 +39,7 @@ pub(crate) struct Broadcast {
 }
 
 impl Broadcast {
-    fn new(event: &Arc<Event>) -> Self {
+    fn new(event: &Event) -> Self {
         Broadcast {
             cause: OnceLock::new(),
             stopped: Latch::on(event),
@@ -119,7 +117,7 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
-    fn new(event: &Arc<Event>) -> Self {
+    fn new(event: &Event) -> Self {
         Requests {
             count: AtomicUsize::new(0),
             delayed: OnceLock::new(),
@@ -177,7 +175,7 @@ pub(crate) struct Cancel {
 }
 
 impl Cancel {
-    fn new(event: &Arc<Event>) -> Self {
+    fn new(event: &Event) -> Self {
         Cancel {
             latch: Latch::on(event),
         }
@@ -196,7 +194,7 @@ impl Cancel {
 /// cancellation, waking one event.
 #[derive(Debug)]
 pub(crate) struct StopState {
-    event: Arc<Event>,
+    event: Event,
     pub(crate) broadcast: Broadcast,
     pub(crate) requests: Requests,
     pub(crate) cancel: Cancel,
@@ -204,7 +202,7 @@ pub(crate) struct StopState {
 
 impl StopState {
     pub(crate) fn new() -> Arc<Self> {
-        let event = Arc::new(Event::new());
+        let event = Event::new();
         Arc::new(StopState {
             broadcast: Broadcast::new(&event),
             requests: Requests::new(&event),

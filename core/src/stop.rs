@@ -204,7 +204,7 @@ impl Stop {
 
 impl Clone for Stop {
     fn clone(&self) -> Self {
-        // A clone waits on its own: it does not share the listener.
+        // A clone waits on its own: it does not share the slot.
         Stop {
             source: self.source.clone(),
             waiter: Waiter::new(),

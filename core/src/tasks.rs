@@ -6,9 +6,7 @@ use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use event_listener::Event;
-
-use crate::waiter::Waiter;
+use crate::waiter::{Event, Waiter};
 
 /// Counts the tasks a member spawns for its own work (a connection each, a
 /// job each), so that the member returns only after the last one has ended:
@@ -167,7 +165,7 @@ impl Drop for TaskToken {
         // Release pairs with the Acquire in `len`: whoever sees zero sees
         // every task's work done.
         if self.inner.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.inner.empty.notify(usize::MAX);
+            self.inner.empty.notify_all();
         }
     }
 }

@@ -1,17 +1,167 @@
-//! Waiting on an `event_listener::Event` until a condition holds, without a
-//! lost wake-up: the condition is checked, a listener registered, and the
-//! condition checked again before sleeping. Every wait in the crate (the
-//! stop, the force, connections closing, a connection falling idle) is one.
+//! Waiting until a condition holds, without a lost wake-up: an [`Event`]
+//! keeps the wakers of the tasks that wait on it, and a [`Waiter`] checks
+//! its condition, registers its task's waker, and checks again before
+//! sleeping. Every wait in the crate (the stop, the force, connections
+//! closing, a connection falling idle) is one.
+//!
+//! An event keeps each waiting task's waker in one slot of a shared list,
+//! so that a wait costs no allocation of its own: a thousand members that
+//! wait on their stop cost a thousand slots of 16 bytes, not a thousand
+//! listeners of 56 bytes each, as `event_listener`'s would.
+//!
+//! # Invariants
+//!
+//! 1. A slot belongs to one [`Waiter`] from its first registration until
+//!    the waiter is done or dropped; no other waiter is given it meanwhile.
+//! 2. [`Event::notify_all`] takes the waker out of every slot that holds
+//!    one, and wakes it. A slot left empty while it belongs to a waiter
+//!    means the event was notified since the waiter last registered.
+//! 3. A waiter registers before its second check of the condition, under
+//!    the list's lock; whoever makes the condition true does so before
+//!    `notify_all` takes that lock. So a registration is either seen by the
+//!    notification, or comes after it and sees the condition true.
+//! 4. No waker is woken or dropped while the lock is held, and a waker that
+//!    panics as it wakes neither stops the others being woken nor reaches
+//!    the notifier: what a member's own executor does cannot keep the rest
+//!    of the group asleep.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+#[cfg(loom)]
+use loom::sync::{Arc, Mutex, MutexGuard};
+use std::fmt;
+#[cfg(not(loom))]
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use event_listener::{Event, EventListener};
+use crate::unwind;
 
-#[derive(Debug, Default)]
+/// How many wakers `notify_all` takes out of the list at a time: it wakes
+/// them with the lock released (invariant 4), so that a waker that polls
+/// its task at once, or registers again, finds the list free.
+const BATCH: usize = 32;
+
+/// Something tasks wait on: the wakers of those waiting, woken all at once.
+/// Its clones share one list: notifying one wakes the waiters of all.
+#[derive(Clone, Default)]
+pub(crate) struct Event {
+    slots: Arc<Mutex<Slots>>,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// One per waiter that holds one (invariant 1): its waker, or none
+    /// once notified.
+    wakers: Vec<Option<Waker>>,
+    /// Slots no waiter holds, to be given out again.
+    free: Vec<usize>,
+}
+
+impl Event {
+    pub(crate) fn new() -> Self {
+        Event::default()
+    }
+
+    /// Wakes every task waiting on this event (invariant 2).
+    pub(crate) fn notify_all(&self) {
+        let mut next = 0;
+        loop {
+            let mut batch: [Option<Waker>; BATCH] = Default::default();
+            {
+                let mut slots = lock(&self.slots);
+                let mut taken = 0;
+                while taken < BATCH && next < slots.wakers.len() {
+                    if let Some(waker) = slots.wakers[next].take() {
+                        batch[taken] = Some(waker);
+                        taken += 1;
+                    }
+                    next += 1;
+                }
+                if taken == 0 {
+                    return;
+                }
+            }
+            for waker in batch.into_iter().flatten() {
+                let _ = unwind::catch(|| waker.wake());
+            }
+        }
+    }
+
+    /// A slot holding `waker`, for a waiter's first registration.
+    fn register(&self, waker: &Waker) -> Registration {
+        let mut slots = lock(&self.slots);
+        let index = match slots.free.pop() {
+            Some(index) => {
+                slots.wakers[index] = Some(waker.clone());
+                index
+            }
+            None => {
+                slots.wakers.push(Some(waker.clone()));
+                slots.wakers.len() - 1
+            }
+        };
+        drop(slots);
+        Registration {
+            slots: self.slots.clone(),
+            index,
+        }
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event").finish_non_exhaustive()
+    }
+}
+
+/// The list, even if a waker panicked while it was held: every change to
+/// it is a single assignment or push, complete or not made at all.
+fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
+    slots
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A waiter's slot in an event's list; given back when dropped.
+struct Registration {
+    slots: Arc<Mutex<Slots>>,
+    index: usize,
+}
+
+impl Registration {
+    /// Puts `waker` in the slot, unless the one there wakes the same task:
+    /// after a notification, which left the slot empty, or for a waiter
+    /// polled by another task.
+    fn renew(&self, waker: &Waker) {
+        let mut slots = lock(&self.slots);
+        let slot = &mut slots.wakers[self.index];
+        if slot
+            .as_ref()
+            .is_some_and(|current| current.will_wake(waker))
+        {
+            return;
+        }
+        let replaced = slot.replace(waker.clone());
+        drop(slots);
+        // Outside the lock, as in `drop`.
+        drop(replaced);
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut slots = lock(&self.slots);
+        let waker = slots.wakers[self.index].take();
+        slots.free.push(self.index);
+        drop(slots);
+        // Outside the lock: the last reference to a task may free it.
+        drop(waker);
+    }
+}
+
+/// One task's wait on an [`Event`] for a condition: its slot, once it has
+/// registered.
+#[derive(Default)]
 pub(crate) struct Waiter {
-    listener: Option<EventListener>,
+    registration: Option<Registration>,
 }
 
 impl Waiter {
@@ -19,29 +169,210 @@ impl Waiter {
         Waiter::default()
     }
 
+    /// Whether this waiter holds a slot: its task's waker, or the mark that
+    /// the event was notified since.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.registration.is_some()
+    }
+
     /// Ready once `ready()` holds; otherwise registered to be woken by
-    /// `event`, which whoever makes `ready()` true must notify.
+    /// `event`, which whoever makes `ready()` true must notify after.
     pub(crate) fn poll(
         &mut self,
         cx: &mut Context<'_>,
         event: &Event,
         ready: impl Fn() -> bool,
     ) -> Poll<()> {
-        loop {
-            if ready() {
-                self.listener = None;
-                return Poll::Ready(());
-            }
-            match &mut self.listener {
-                None => self.listener = Some(event.listen()),
-                Some(listener) => {
-                    if Pin::new(listener).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    // Woken: drop the spent listener and check again.
-                    self.listener = None;
-                }
+        if ready() {
+            // Done: the slot goes back to the list.
+            self.registration = None;
+            return Poll::Ready(());
+        }
+        match &self.registration {
+            None => self.registration = Some(event.register(cx.waker())),
+            Some(registration) => registration.renew(cx.waker()),
+        }
+        // The second check (invariant 3).
+        if ready() {
+            self.registration = None;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter")
+            .field("registered", &self.is_registered())
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Count {
+        fn wakes(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (count.clone(), Waker::from(count))
+    }
+
+    /// Polls `waiter` with `waker` until `ready`.
+    fn poll(waiter: &mut Waiter, waker: &Waker, event: &Event, ready: &Cell<bool>) -> Poll<()> {
+        waiter.poll(&mut Context::from_waker(waker), event, || ready.get())
+    }
+
+    #[test]
+    fn a_notification_wakes_every_waiter_however_many() {
+        let event = Event::new();
+        let never = Cell::new(false);
+        let waiters: Vec<_> = (0..3 * BATCH + 1)
+            .map(|_| {
+                let (count, waker) = counter();
+                let mut waiter = Waiter::new();
+                assert!(poll(&mut waiter, &waker, &event, &never).is_pending());
+                (count, waiter)
+            })
+            .collect();
+        event.notify_all();
+        for (count, _) in &waiters {
+            assert_eq!(count.wakes(), 1);
+        }
+    }
+
+    // Invariant 2: a waiter the event woke for another condition (the event
+    // is shared) registers again, and the next notification wakes it.
+    #[test]
+    fn a_waiter_woken_before_its_condition_holds_is_woken_again() {
+        let event = Event::new();
+        let ready = Cell::new(false);
+        let (count, waker) = counter();
+        let mut waiter = Waiter::new();
+        assert!(poll(&mut waiter, &waker, &event, &ready).is_pending());
+        event.notify_all();
+        assert!(poll(&mut waiter, &waker, &event, &ready).is_pending());
+        ready.set(true);
+        event.notify_all();
+        assert_eq!(count.wakes(), 2, "the second notification found no waker");
+        assert!(poll(&mut waiter, &waker, &event, &ready).is_ready());
+    }
+
+    #[test]
+    fn a_waiter_polled_by_another_task_wakes_that_task() {
+        let event = Event::new();
+        let never = Cell::new(false);
+        let (first, first_waker) = counter();
+        let (second, second_waker) = counter();
+        let mut waiter = Waiter::new();
+        assert!(poll(&mut waiter, &first_waker, &event, &never).is_pending());
+        assert!(poll(&mut waiter, &second_waker, &event, &never).is_pending());
+        event.notify_all();
+        assert_eq!((first.wakes(), second.wakes()), (0, 1));
+        assert_eq!(Arc::strong_count(&first), 2, "the replaced waker was kept");
+    }
+
+    // Invariant 1: a waiter done or dropped gives its slot back, and with it
+    // its waker (which may hold a task's memory); the next waiter takes the
+    // slot.
+    #[test]
+    fn a_waiter_done_or_dropped_gives_back_its_slot_and_its_waker() {
+        let event = Event::new();
+        let ready = Cell::new(false);
+        let (count, waker) = counter();
+        let mut waiter = Waiter::new();
+        assert!(poll(&mut waiter, &waker, &event, &ready).is_pending());
+        assert_eq!(Arc::strong_count(&count), 3);
+        drop(waiter);
+        assert_eq!(Arc::strong_count(&count), 2);
+        let mut waiter = Waiter::new();
+        assert!(poll(&mut waiter, &waker, &event, &ready).is_pending());
+        ready.set(true);
+        assert!(poll(&mut waiter, &waker, &event, &ready).is_ready());
+        assert!(!waiter.is_registered());
+        assert_eq!(Arc::strong_count(&count), 2);
+        assert_eq!(lock(&event.slots).wakers.len(), 1, "a slot was not reused");
+        event.notify_all();
+        assert_eq!(count.wakes(), 0, "a waiter that was done was woken");
+    }
+
+    /// A waker that, as it wakes, looks whether the event's list is locked.
+    struct Looks {
+        slots: Arc<Mutex<Slots>>,
+        locked: AtomicUsize,
+    }
+
+    impl Wake for Looks {
+        fn wake(self: Arc<Self>) {
+            if self.slots.try_lock().is_err() {
+                self.locked.fetch_add(1, Ordering::SeqCst);
             }
         }
+    }
+
+    // Invariant 4: a waker that polls its task at once, which registers
+    // again, would deadlock on a list still locked.
+    #[test]
+    fn wakers_are_woken_with_the_list_unlocked() {
+        let event = Event::new();
+        let looks = Arc::new(Looks {
+            slots: event.slots.clone(),
+            locked: AtomicUsize::new(0),
+        });
+        let waker = Waker::from(looks.clone());
+        let mut waiter = Waiter::new();
+        assert!(poll(&mut waiter, &waker, &event, &Cell::new(false)).is_pending());
+        event.notify_all();
+        assert_eq!(looks.locked.load(Ordering::SeqCst), 0);
+    }
+
+    /// A waker that panics as it wakes.
+    struct Panics;
+
+    impl Wake for Panics {
+        fn wake(self: Arc<Self>) {
+            panic!("a hostile waker");
+        }
+    }
+
+    // Invariant 4: a member polled by an executor whose waker panics
+    // cannot keep the others asleep, nor unwind through the notifier.
+    #[test]
+    fn a_waker_that_panics_does_not_keep_the_others_asleep() {
+        let event = Event::new();
+        let never = Cell::new(false);
+        let (count, waker) = counter();
+        let hostile = Waker::from(Arc::new(Panics));
+        let mut waiters = [Waiter::new(), Waiter::new(), Waiter::new()];
+        assert!(poll(&mut waiters[0], &hostile, &event, &never).is_pending());
+        assert!(poll(&mut waiters[1], &waker, &event, &never).is_pending());
+        assert!(poll(&mut waiters[2], &hostile, &event, &never).is_pending());
+        event.notify_all();
+        assert_eq!(count.wakes(), 1);
+        // The list still works.
+        assert!(poll(&mut waiters[1], &waker, &event, &never).is_pending());
+        event.notify_all();
+        assert_eq!(count.wakes(), 2);
     }
 }

@@ -1,11 +1,12 @@
 //! Hostile members, in every mode: a member that panics in `poll`, in
 //! `Drop`, in its error's `Display` or in its panic payload's `Drop`, one
 //! with an awkward name, one that ignores the stop, one that blocks its
-//! thread briefly — each placed first, in the middle and last among
+//! thread briefly, one that waits on its stop with a waker that panics — each placed first, in the middle and last among
 //! obedient siblings. Whatever it does, the group keeps its guarantees: `run`
 //! returns, nothing outlives it, one entry per member in order, observers
 //! see a consistent story.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,16 @@ enum Hostile {
     AwkwardName,
     IgnoresTheStop,
     BlocksBriefly,
+    PanickingWaker,
+}
+
+/// A waker that panics as it wakes: a member's own executor, say.
+struct PanicsAsItWakes;
+
+impl std::task::Wake for PanicsAsItWakes {
+    fn wake(self: Arc<Self>) {
+        panic!("panic in a waker");
+    }
 }
 
 /// A panic payload whose own `Drop` panics.
@@ -52,7 +63,7 @@ impl Hostile {
             Hostile::PanicInDrop => "panicked: panic in Drop",
             Hostile::PanicInDisplay => "failed: (the error's Display panicked: panic in Display)",
             Hostile::PanicInPayloadDrop => "panicked: panic with a non-string payload",
-            Hostile::AwkwardName | Hostile::BlocksBriefly => "ok",
+            Hostile::AwkwardName | Hostile::BlocksBriefly | Hostile::PanickingWaker => "ok",
             Hostile::IgnoresTheStop => "cancelled: did not stop before the deadline",
         }
     }
@@ -89,6 +100,18 @@ impl Hostile {
                 Hostile::BlocksBriefly => {
                     stop.await;
                     std::thread::sleep(Duration::from_millis(30));
+                    Ok(())
+                }
+                Hostile::PanickingWaker => {
+                    // A clone of its stop, polled once with that waker and
+                    // kept: the stop's broadcast wakes it.
+                    let mut watched = stop.clone();
+                    let waker = std::task::Waker::from(Arc::new(PanicsAsItWakes));
+                    let polled = std::pin::Pin::new(&mut watched)
+                        .poll(&mut std::task::Context::from_waker(&waker));
+                    assert!(polled.is_pending());
+                    stop.await;
+                    drop(watched);
                     Ok(())
                 }
             }
@@ -215,6 +238,12 @@ conformance! {
 conformance! {
     fn hostile_ignores_the_stop<M>() {
         crate::hostile::matrix::<M>(crate::hostile::Hostile::IgnoresTheStop);
+    }
+}
+
+conformance! {
+    fn hostile_panicking_waker<M>() {
+        crate::hostile::matrix::<M>(crate::hostile::Hostile::PanickingWaker);
     }
 }
 
