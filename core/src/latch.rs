@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::waiter::{Event, Waiter};
+use crate::waiter::{Event, LeanWaiter};
 
 #[derive(Debug)]
 pub(crate) struct Latch {
@@ -69,8 +69,14 @@ impl Latch {
     }
 
     /// Ready once the latch reads as set.
-    pub(crate) fn poll_set(&self, cx: &mut Context<'_>, waiter: &mut Waiter) -> Poll<()> {
+    pub(crate) fn poll_set(&self, cx: &mut Context<'_>, waiter: &mut LeanWaiter) -> Poll<()> {
         waiter.poll(cx, &self.event, || self.is_set())
+    }
+
+    /// Gives back the slot `waiter` took on this latch's event, if it
+    /// holds one: its owner calls this as it is dropped.
+    pub(crate) fn release(&self, waiter: &mut LeanWaiter) {
+        waiter.release(&self.event);
     }
 }
 
@@ -84,7 +90,7 @@ mod model {
     use super::*;
 
     fn wait(latch: &Latch) {
-        let mut waiter = Waiter::new();
+        let mut waiter = LeanWaiter::new();
         loom::future::block_on(poll_fn(|cx| latch.poll_set(cx, &mut waiter)));
     }
 
@@ -159,7 +165,7 @@ mod tests {
     fn a_waiter_on_a_child_is_woken_by_its_parent() {
         let parent = Latch::new();
         let child = parent.child();
-        let mut waiter = Waiter::new();
+        let mut waiter = LeanWaiter::new();
         let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         struct Count(Arc<std::sync::atomic::AtomicUsize>);
         impl std::task::Wake for Count {

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use crate::cause::Cause;
 use crate::latch::Latch;
 use crate::state::StopState;
-use crate::waiter::Waiter;
+use crate::waiter::LeanWaiter;
 
 /// The stop signal a member receives: a future that resolves once the group
 /// begins to stop.
@@ -42,7 +42,8 @@ pub struct Stop {
     /// What the signal watches, shared by its clones: a clone takes one
     /// reference count, on this signal's own, not the group's.
     source: Arc<Source>,
-    waiter: Waiter,
+    /// Its own wait, 8 bytes: a `Stop` is in every member.
+    waiter: LeanWaiter,
 }
 
 /// What a [`Stop`] and its clones watch.
@@ -70,7 +71,7 @@ impl Stop {
     fn from_source(source: Source) -> Self {
         Stop {
             source: Arc::new(source),
-            waiter: Waiter::new(),
+            waiter: LeanWaiter::new(),
         }
     }
 
@@ -207,7 +208,7 @@ impl Clone for Stop {
         // A clone waits on its own: it does not share the slot.
         Stop {
             source: self.source.clone(),
-            waiter: Waiter::new(),
+            waiter: LeanWaiter::new(),
         }
     }
 }
@@ -244,6 +245,12 @@ impl fmt::Debug for Stop {
             .field("cause", &self.cause())
             .field("stopped", &self.is_stopped())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.source.latch.release(&mut self.waiter);
     }
 }
 
@@ -375,5 +382,34 @@ mod tests {
         state.broadcast.stop(None, || Cause::Requested("x".into()));
         assert_eq!(woken.0.load(Ordering::SeqCst), 1);
         assert!(Pin::new(&mut stop).poll(&mut cx).is_ready());
+    }
+
+    // A member that drops its stop while waiting on it (a `select!` that
+    // took another branch, say) gives its slot back, and with it its task's
+    // waker, which holds the task's memory.
+    #[test]
+    fn a_stop_dropped_while_waiting_gives_back_its_slot_and_waker() {
+        struct Idle;
+        impl std::task::Wake for Idle {
+            fn wake(self: Arc<Self>) {}
+        }
+        let idle = Arc::new(Idle);
+        let waker = std::task::Waker::from(idle.clone());
+        let group = Stop::never();
+        for _ in 0..3 {
+            let mut stop = group.clone();
+            let polled = Pin::new(&mut stop).poll(&mut Context::from_waker(&waker));
+            assert!(polled.is_pending());
+            assert_eq!(Arc::strong_count(&idle), 3);
+            drop(stop);
+            assert_eq!(Arc::strong_count(&idle), 2, "the waker was kept");
+        }
+    }
+
+    /// A `Stop` is in every member: 16 bytes, its source and its slot.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_stop_takes_16_bytes() {
+        assert_eq!(std::mem::size_of::<Stop>(), 16);
     }
 }

@@ -28,6 +28,7 @@
 #[cfg(loom)]
 use loom::sync::{Arc, Mutex, MutexGuard};
 use std::fmt;
+use std::num::NonZeroUsize;
 #[cfg(not(loom))]
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -86,23 +87,48 @@ impl Event {
     }
 
     /// A slot holding `waker`, for a waiter's first registration.
-    fn register(&self, waker: &Waker) -> Registration {
+    fn take_slot(&self, waker: &Waker) -> usize {
+        // Cloned before the lock: a clone that panics changes nothing.
+        let waker = Some(waker.clone());
         let mut slots = lock(&self.slots);
-        let index = match slots.free.pop() {
+        match slots.free.pop() {
             Some(index) => {
-                slots.wakers[index] = Some(waker.clone());
+                slots.wakers[index] = waker;
                 index
             }
             None => {
-                slots.wakers.push(Some(waker.clone()));
+                slots.wakers.push(waker);
                 slots.wakers.len() - 1
             }
-        };
-        drop(slots);
-        Registration {
-            slots: self.slots.clone(),
-            index,
         }
+    }
+
+    /// Puts `waker` in slot `index`, unless the one there wakes the same
+    /// task: after a notification, which left the slot empty, or for a
+    /// waiter polled by another task.
+    fn renew(&self, index: usize, waker: &Waker) {
+        let mut slots = lock(&self.slots);
+        let slot = &mut slots.wakers[index];
+        if slot
+            .as_ref()
+            .is_some_and(|current| current.will_wake(waker))
+        {
+            return;
+        }
+        let replaced = slot.replace(waker.clone());
+        drop(slots);
+        // Outside the lock, as in `give_back`.
+        drop(replaced);
+    }
+
+    /// Takes slot `index` back from its waiter, and its waker with it.
+    fn give_back(&self, index: usize) {
+        let mut slots = lock(&self.slots);
+        let waker = slots.wakers[index].take();
+        slots.free.push(index);
+        drop(slots);
+        // Outside the lock: the last reference to a task may free it.
+        drop(waker);
     }
 }
 
@@ -122,38 +148,13 @@ fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
 
 /// A waiter's slot in an event's list; given back when dropped.
 struct Registration {
-    slots: Arc<Mutex<Slots>>,
+    event: Event,
     index: usize,
-}
-
-impl Registration {
-    /// Puts `waker` in the slot, unless the one there wakes the same task:
-    /// after a notification, which left the slot empty, or for a waiter
-    /// polled by another task.
-    fn renew(&self, waker: &Waker) {
-        let mut slots = lock(&self.slots);
-        let slot = &mut slots.wakers[self.index];
-        if slot
-            .as_ref()
-            .is_some_and(|current| current.will_wake(waker))
-        {
-            return;
-        }
-        let replaced = slot.replace(waker.clone());
-        drop(slots);
-        // Outside the lock, as in `drop`.
-        drop(replaced);
-    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut slots = lock(&self.slots);
-        let waker = slots.wakers[self.index].take();
-        slots.free.push(self.index);
-        drop(slots);
-        // Outside the lock: the last reference to a task may free it.
-        drop(waker);
+        self.event.give_back(self.index);
     }
 }
 
@@ -189,8 +190,12 @@ impl Waiter {
             return Poll::Ready(());
         }
         match &self.registration {
-            None => self.registration = Some(event.register(cx.waker())),
-            Some(registration) => registration.renew(cx.waker()),
+            None => {
+                let index = event.take_slot(cx.waker());
+                let event = event.clone();
+                self.registration = Some(Registration { event, index });
+            }
+            Some(registration) => registration.event.renew(registration.index, cx.waker()),
         }
         // The second check (invariant 3).
         if ready() {
@@ -198,6 +203,53 @@ impl Waiter {
             Poll::Ready(())
         } else {
             Poll::Pending
+        }
+    }
+}
+
+/// A [`Waiter`] that does not hold its event: 8 bytes, not 16, for a
+/// waiter kept by the thousand (in each member's [`Stop`](crate::Stop)).
+/// Its owner polls it on one event only, and gives its slot back with
+/// [`release`](LeanWaiter::release) before it is dropped; a slot not given
+/// back stays taken, with its waker, until the event is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct LeanWaiter {
+    /// Its slot's index, plus one.
+    slot: Option<NonZeroUsize>,
+}
+
+impl LeanWaiter {
+    pub(crate) fn new() -> Self {
+        LeanWaiter::default()
+    }
+
+    /// As [`Waiter::poll`], always on the same `event`.
+    pub(crate) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        event: &Event,
+        ready: impl Fn() -> bool,
+    ) -> Poll<()> {
+        if ready() {
+            self.release(event);
+            return Poll::Ready(());
+        }
+        match self.slot {
+            None => self.slot = NonZeroUsize::new(event.take_slot(cx.waker()) + 1),
+            Some(slot) => event.renew(slot.get() - 1, cx.waker()),
+        }
+        if ready() {
+            self.release(event);
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Gives the slot back to `event`, the one it was polled on.
+    pub(crate) fn release(&mut self, event: &Event) {
+        if let Some(slot) = self.slot.take() {
+            event.give_back(slot.get() - 1);
         }
     }
 }
