@@ -129,6 +129,25 @@ mod model {
         });
     }
 
+    // Invariant 3 on a shared event: the set of the other latch wakes the
+    // waiter too early, and it must register again for its own; then it
+    // gives its slot back (the list empties) as the set may still be
+    // notifying.
+    #[test]
+    fn loom_a_waiter_woken_by_another_latch_waits_for_its_own() {
+        loom::model(|| {
+            let event = Event::new();
+            let (mine, other) = (Latch::on(&event), Latch::on(&event));
+            let waiter = {
+                let mine = mine.clone();
+                loom::thread::spawn(move || wait(&mine))
+            };
+            other.set();
+            mine.set();
+            waiter.join().unwrap();
+        });
+    }
+
     // Invariant 1: of two racing sets, exactly one sets the flag.
     #[test]
     fn loom_racing_sets_set_once() {

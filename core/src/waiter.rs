@@ -47,6 +47,12 @@ pub(crate) struct Event {
     slots: Arc<Mutex<Slots>>,
 }
 
+/// How many slots a list keeps once no waiter holds any: past this, its
+/// memory goes back (a burst of waiters, a million connections say, is not
+/// kept for the life of the event), while a list that fills and empties
+/// in small numbers, as most do, keeps its capacity.
+const KEPT_EMPTY: usize = 1024;
+
 #[derive(Default)]
 struct Slots {
     /// One per waiter that holds one (invariant 1): its waker, or none
@@ -54,6 +60,9 @@ struct Slots {
     wakers: Vec<Option<Waker>>,
     /// Slots no waiter holds, to be given out again.
     free: Vec<usize>,
+    /// How many slots hold a waker: a notification stops looking once it
+    /// has taken them all.
+    waiting: usize,
 }
 
 impl Event {
@@ -69,8 +78,9 @@ impl Event {
             {
                 let mut slots = lock(&self.slots);
                 let mut taken = 0;
-                while taken < BATCH && next < slots.wakers.len() {
+                while taken < BATCH && slots.waiting > 0 && next < slots.wakers.len() {
                     if let Some(waker) = slots.wakers[next].take() {
+                        slots.waiting -= 1;
                         batch[taken] = Some(waker);
                         taken += 1;
                     }
@@ -88,9 +98,11 @@ impl Event {
 
     /// A slot holding `waker`, for a waiter's first registration.
     fn take_slot(&self, waker: &Waker) -> usize {
-        // Cloned before the lock: a clone that panics changes nothing.
+        // Cloned before the lock: a clone that panics, or that looks at
+        // this list, changes nothing.
         let waker = Some(waker.clone());
         let mut slots = lock(&self.slots);
+        slots.waiting += 1;
         match slots.free.pop() {
             Some(index) => {
                 slots.wakers[index] = waker;
@@ -107,15 +119,21 @@ impl Event {
     /// task: after a notification, which left the slot empty, or for a
     /// waiter polled by another task.
     fn renew(&self, index: usize, waker: &Waker) {
-        let mut slots = lock(&self.slots);
-        let slot = &mut slots.wakers[index];
-        if slot
+        let current = lock(&self.slots).wakers[index]
             .as_ref()
-            .is_some_and(|current| current.will_wake(waker))
-        {
+            .is_some_and(|current| current.will_wake(waker));
+        if current {
             return;
         }
-        let replaced = slot.replace(waker.clone());
+        // Cloned with the lock released, as in `take_slot`; the slot is
+        // this waiter's alone (invariant 1), and a notification meanwhile
+        // is seen by the condition's second check (invariant 3).
+        let waker = waker.clone();
+        let mut slots = lock(&self.slots);
+        let replaced = slots.wakers[index].replace(waker);
+        if replaced.is_none() {
+            slots.waiting += 1;
+        }
         drop(slots);
         // Outside the lock, as in `give_back`.
         drop(replaced);
@@ -125,10 +143,26 @@ impl Event {
     fn give_back(&self, index: usize) {
         let mut slots = lock(&self.slots);
         let waker = slots.wakers[index].take();
+        if waker.is_some() {
+            slots.waiting -= 1;
+        }
         slots.free.push(index);
+        // No slot held: the list starts again from nothing; a large one
+        // gives its memory back.
+        let mut emptied = None;
+        if slots.free.len() == slots.wakers.len() {
+            debug_assert_eq!(slots.waiting, 0);
+            if slots.wakers.capacity() > KEPT_EMPTY {
+                emptied = Some(std::mem::take(&mut *slots));
+            } else {
+                slots.wakers.clear();
+                slots.free.clear();
+            }
+        }
         drop(slots);
         // Outside the lock: the last reference to a task may free it.
         drop(waker);
+        drop(emptied);
     }
 }
 
@@ -138,8 +172,10 @@ impl fmt::Debug for Event {
     }
 }
 
-/// The list, even if a waker panicked while it was held: every change to
-/// it is a single assignment or push, complete or not made at all.
+/// The list, even if a panic happened while it was held: no user code runs
+/// under the lock but a waker's `will_wake`, which compares two pointers,
+/// and each change is complete before the next may panic (an allocation
+/// failing aborts).
 fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
     slots
         .lock()
@@ -352,6 +388,11 @@ mod tests {
     fn a_waiter_done_or_dropped_gives_back_its_slot_and_its_waker() {
         let event = Event::new();
         let ready = Cell::new(false);
+        let never = Cell::new(false);
+        // Another waiter holds the first slot, so the list is never empty.
+        let (_, other) = counter();
+        let mut holder = Waiter::new();
+        assert!(poll(&mut holder, &other, &event, &never).is_pending());
         let (count, waker) = counter();
         let mut waiter = Waiter::new();
         assert!(poll(&mut waiter, &waker, &event, &ready).is_pending());
@@ -364,7 +405,7 @@ mod tests {
         assert!(poll(&mut waiter, &waker, &event, &ready).is_ready());
         assert!(!waiter.is_registered());
         assert_eq!(Arc::strong_count(&count), 2);
-        assert_eq!(lock(&event.slots).wakers.len(), 1, "a slot was not reused");
+        assert_eq!(lock(&event.slots).wakers.len(), 2, "a slot was not reused");
         event.notify_all();
         assert_eq!(count.wakes(), 0, "a waiter that was done was woken");
     }
@@ -426,5 +467,79 @@ mod tests {
         assert!(poll(&mut waiters[1], &waker, &event, &never).is_pending());
         event.notify_all();
         assert_eq!(count.wakes(), 2);
+    }
+
+    /// A waker that, as it is dropped, looks whether the event's list is
+    /// locked.
+    struct LooksAsItGoes(Arc<Looks>);
+
+    impl Drop for LooksAsItGoes {
+        fn drop(&mut self) {
+            if self.0.slots.try_lock().is_err() {
+                self.0.locked.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    impl Wake for LooksAsItGoes {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    // Invariant 4: the last reference to a task, dropped with its waker,
+    // may run anything, this list included.
+    #[test]
+    fn wakers_are_dropped_with_the_list_unlocked() {
+        let event = Event::new();
+        let looks = Arc::new(Looks {
+            slots: event.slots.clone(),
+            locked: AtomicUsize::new(0),
+        });
+        let never = Cell::new(false);
+        let mut waiter = Waiter::new();
+        // Replaced by another task's waker, then given back.
+        let replaced = Waker::from(Arc::new(LooksAsItGoes(looks.clone())));
+        assert!(poll(&mut waiter, &replaced, &event, &never).is_pending());
+        drop(replaced);
+        let (_, other) = counter();
+        assert!(poll(&mut waiter, &other, &event, &never).is_pending());
+        let given_back = Waker::from(Arc::new(LooksAsItGoes(looks.clone())));
+        assert!(poll(&mut waiter, &given_back, &event, &never).is_pending());
+        drop(given_back);
+        drop(waiter);
+        assert_eq!(looks.locked.load(Ordering::SeqCst), 0);
+        assert_eq!(Arc::strong_count(&looks), 1, "a waker was kept");
+    }
+
+    // A burst of waiters does not keep its memory once they are gone, nor
+    // leave a notification a long list to look through; a few waiters
+    // keep the list's capacity, so that waiting again allocates nothing.
+    #[test]
+    fn a_list_emptied_after_a_burst_gives_its_memory_back() {
+        let event = Event::new();
+        let never = Cell::new(false);
+        let (count, waker) = counter();
+        let waiters: Vec<Waiter> = (0..=KEPT_EMPTY)
+            .map(|_| {
+                let mut waiter = Waiter::new();
+                assert!(poll(&mut waiter, &waker, &event, &never).is_pending());
+                waiter
+            })
+            .collect();
+        drop(waiters);
+        {
+            let slots = lock(&event.slots);
+            assert_eq!(slots.wakers.capacity(), 0);
+            assert_eq!(slots.free.capacity(), 0);
+        }
+        let mut few: Vec<Waiter> = (0..3).map(|_| Waiter::new()).collect();
+        for waiter in &mut few {
+            assert!(poll(waiter, &waker, &event, &never).is_pending());
+        }
+        drop(few);
+        let slots = lock(&event.slots);
+        assert!(slots.wakers.is_empty() && slots.wakers.capacity() >= 3);
+        drop(slots);
+        event.notify_all();
+        assert_eq!(count.wakes(), 0);
     }
 }
