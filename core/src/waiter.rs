@@ -50,7 +50,10 @@ pub(crate) struct Event {
 /// How many slots a list keeps once no waiter holds any: past this, its
 /// memory goes back (a burst of waiters, a million connections say, is not
 /// kept for the life of the event), while a list that fills and empties
-/// in small numbers, as most do, keeps its capacity.
+/// in small numbers, as most do, keeps its capacity. Only once *every*
+/// waiter has left: a list with one slot held keeps its length, and its
+/// notification looks as far as its last waiting task (the drain's flag
+/// after a burst of connections, while one long-lived one stays, say).
 const KEPT_EMPTY: usize = 1024;
 
 #[derive(Default)]
@@ -86,6 +89,7 @@ impl Event {
                     }
                     next += 1;
                 }
+                slots.check();
                 if taken == 0 {
                     return;
                 }
@@ -103,7 +107,7 @@ impl Event {
         let waker = Some(waker.clone());
         let mut slots = lock(&self.slots);
         slots.waiting += 1;
-        match slots.free.pop() {
+        let index = match slots.free.pop() {
             Some(index) => {
                 slots.wakers[index] = waker;
                 index
@@ -112,7 +116,9 @@ impl Event {
                 slots.wakers.push(waker);
                 slots.wakers.len() - 1
             }
-        }
+        };
+        slots.check();
+        index
     }
 
     /// Puts `waker` in slot `index`, unless the one there wakes the same
@@ -134,6 +140,7 @@ impl Event {
         if replaced.is_none() {
             slots.waiting += 1;
         }
+        slots.check();
         drop(slots);
         // Outside the lock, as in `give_back`.
         drop(replaced);
@@ -159,6 +166,7 @@ impl Event {
                 slots.free.clear();
             }
         }
+        slots.check();
         drop(slots);
         // Outside the lock: the last reference to a task may free it.
         drop(waker);
@@ -170,6 +178,27 @@ impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event").finish_non_exhaustive()
     }
+}
+
+impl Slots {
+    /// In tests and model checks, after every change: the count of waiting
+    /// slots is exact, and each free slot is empty, in range and free once.
+    #[cfg(any(test, loom))]
+    fn check(&self) {
+        let filled = self.wakers.iter().filter(|w| w.is_some()).count();
+        assert_eq!(self.waiting, filled, "the waiting count drifted");
+        let mut seen = vec![false; self.wakers.len()];
+        for &index in &self.free {
+            assert!(self.wakers[index].is_none(), "a free slot holds a waker");
+            assert!(
+                !std::mem::replace(&mut seen[index], true),
+                "a slot freed twice"
+            );
+        }
+    }
+
+    #[cfg(not(any(test, loom)))]
+    fn check(&self) {}
 }
 
 /// The list, even if a panic happened while it was held: no user code runs
@@ -287,6 +316,15 @@ impl LeanWaiter {
         if let Some(slot) = self.slot.take() {
             event.give_back(slot.get() - 1);
         }
+    }
+}
+
+impl Drop for LeanWaiter {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.slot.is_none(),
+            "a lean waiter dropped with its slot: its owner must release it"
+        );
     }
 }
 
