@@ -81,8 +81,9 @@ impl Latch {
 }
 
 /// A model check of the invariants above: loom runs every interleaving of
-/// the threads, the event's list and its lock included. `RUSTFLAGS="--cfg loom" cargo test -p allstop-core --lib
-/// --release loom`; `.ci/run` runs it.
+/// the threads, the event's list and its lock included.
+/// `RUSTFLAGS="--cfg loom" cargo test -p allstop-core --lib --release loom`;
+/// `.ci/run` runs it.
 #[cfg(all(test, loom))]
 mod model {
     use std::future::poll_fn;
