@@ -211,23 +211,12 @@ fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A waiter's slot in an event's list; given back when dropped.
-struct Registration {
-    event: Event,
-    index: usize,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.event.give_back(self.index);
-    }
-}
-
 /// One task's wait on an [`Event`] for a condition: its slot, once it has
-/// registered.
+/// registered, and the event, to give the slot back when dropped.
 #[derive(Default)]
 pub(crate) struct Waiter {
-    registration: Option<Registration>,
+    slot: LeanWaiter,
+    event: Option<Event>,
 }
 
 impl Waiter {
@@ -238,36 +227,26 @@ impl Waiter {
     /// Whether this waiter holds a slot: its task's waker, or the mark that
     /// the event was notified since.
     pub(crate) fn is_registered(&self) -> bool {
-        self.registration.is_some()
+        self.slot.slot.is_some()
     }
 
-    /// Ready once `ready()` holds; otherwise registered to be woken by
-    /// `event`, which whoever makes `ready()` true must notify after.
+    /// As [`LeanWaiter::poll`]; the first `event` is kept, to give the slot
+    /// back to it.
     pub(crate) fn poll(
         &mut self,
         cx: &mut Context<'_>,
         event: &Event,
         ready: impl Fn() -> bool,
     ) -> Poll<()> {
-        if ready() {
-            // Done: the slot goes back to the list.
-            self.registration = None;
-            return Poll::Ready(());
-        }
-        match &self.registration {
-            None => {
-                let index = event.take_slot(cx.waker());
-                let event = event.clone();
-                self.registration = Some(Registration { event, index });
-            }
-            Some(registration) => registration.event.renew(registration.index, cx.waker()),
-        }
-        // The second check (invariant 3).
-        if ready() {
-            self.registration = None;
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+        let event = self.event.get_or_insert_with(|| event.clone());
+        self.slot.poll(cx, event, ready)
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if let Some(event) = &self.event {
+            self.slot.release(event);
         }
     }
 }
@@ -288,7 +267,9 @@ impl LeanWaiter {
         LeanWaiter::default()
     }
 
-    /// As [`Waiter::poll`], always on the same `event`.
+    /// Ready once `ready()` holds; otherwise registered to be woken by
+    /// `event`, which whoever makes `ready()` true must notify after. Always
+    /// polled on the same `event`.
     pub(crate) fn poll(
         &mut self,
         cx: &mut Context<'_>,
@@ -303,6 +284,7 @@ impl LeanWaiter {
             None => self.slot = NonZeroUsize::new(event.take_slot(cx.waker()) + 1),
             Some(slot) => event.renew(slot.get() - 1, cx.waker()),
         }
+        // The second check (invariant 3).
         if ready() {
             self.release(event);
             Poll::Ready(())
