@@ -5,7 +5,8 @@
 //! 1. `set` goes from `false` to `true` once and never back.
 //! 2. Every waiter registered before the flag is set is woken by the call
 //!    that sets it; a waiter registered after sees the flag set (the
-//!    [`Waiter`] re-checks after registering, and `notify` fences first).
+//!    [`LeanWaiter`] re-checks after registering, and the event's lock
+//!    orders its registration and the notification).
 //! 3. A chained latch ([`Latch::child`]) reads as set when it or any latch
 //!    up its chain is set, and every latch of one chain notifies the same
 //!    event, so a waiter on any of them is woken by any of them.

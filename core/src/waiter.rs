@@ -11,8 +11,9 @@
 //!
 //! # Invariants
 //!
-//! 1. A slot belongs to one [`Waiter`] from its first registration until
-//!    the waiter is done or dropped; no other waiter is given it meanwhile.
+//! 1. A slot belongs to one waiter ([`Waiter`], or [`LeanWaiter`], whose
+//!    owner gives it back) from its first registration until the waiter is
+//!    done or dropped; no other waiter is given it meanwhile.
 //! 2. [`Event::notify_all`] takes the waker out of every slot that holds
 //!    one, and wakes it. A slot left empty while it belongs to a waiter
 //!    means the event was notified since the waiter last registered.
@@ -20,10 +21,10 @@
 //!    the list's lock; whoever makes the condition true does so before
 //!    `notify_all` takes that lock. So a registration is either seen by the
 //!    notification, or comes after it and sees the condition true.
-//! 4. No waker is woken or dropped while the lock is held, and a waker that
-//!    panics as it wakes neither stops the others being woken nor reaches
-//!    the notifier: what a member's own executor does cannot keep the rest
-//!    of the group asleep.
+//! 4. No waker is cloned, woken or dropped while the lock is held, and a
+//!    waker that panics as it wakes neither stops the others being woken
+//!    nor reaches the notifier: what a member's own executor does cannot
+//!    keep the rest of the group asleep.
 
 #[cfg(loom)]
 use loom::sync::{Arc, Mutex, MutexGuard};
