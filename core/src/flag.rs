@@ -147,28 +147,8 @@ mod model {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
     use super::*;
-
-    /// A waker that counts its wakes.
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.wake_by_ref();
-        }
-
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        (count.clone(), Waker::from(count))
-    }
+    use crate::test_wakers::counter;
 
     #[test]
     fn a_waiter_polled_again_by_its_task_is_woken_by_the_set() {
@@ -180,7 +160,7 @@ mod tests {
             assert!(flag.poll_set(&mut cx, &mut waiter).is_pending());
         }
         assert!(flag.set());
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.wakes(), 1);
         assert!(flag.poll_set(&mut cx, &mut waiter).is_ready());
         assert!(!flag.set(), "set twice");
     }
@@ -200,12 +180,8 @@ mod tests {
             .poll_set(&mut Context::from_waker(&second_waker), &mut waiter)
             .is_pending());
         flag.set();
-        assert_eq!(
-            second.0.load(Ordering::SeqCst),
-            1,
-            "the second task slept on"
-        );
-        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.wakes(), 1, "the second task slept on");
+        assert_eq!(first.wakes(), 0);
     }
 
     #[test]

@@ -187,18 +187,11 @@ mod tests {
         let parent = Latch::new();
         let child = parent.child();
         let mut waiter = LeanWaiter::new();
-        let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        struct Count(Arc<std::sync::atomic::AtomicUsize>);
-        impl std::task::Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let waker = std::task::Waker::from(Arc::new(Count(woken.clone())));
+        let (woken, waker) = crate::test_wakers::counter();
         let mut cx = Context::from_waker(&waker);
         assert!(child.poll_set(&mut cx, &mut waiter).is_pending());
         parent.set();
-        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert_eq!(woken.wakes(), 1);
         assert!(child.poll_set(&mut cx, &mut waiter).is_ready());
     }
 }

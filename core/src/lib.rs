@@ -64,6 +64,8 @@ mod stage;
 mod state;
 mod stop;
 mod tasks;
+#[cfg(test)]
+mod test_wakers;
 #[cfg(feature = "tracing")]
 mod tracing;
 mod unwind;

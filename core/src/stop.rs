@@ -344,7 +344,6 @@ impl fmt::Debug for StopHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     // A connection's clones for its requests count on their own reference
     // count, not on the group's, and fire with the group all the same.
@@ -365,22 +364,13 @@ mod tests {
 
     #[test]
     fn a_waiter_registered_before_the_stop_is_woken() {
-        use std::task::Wake;
-
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         let state = StopState::new();
-        let woken = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = std::task::Waker::from(woken.clone());
+        let (woken, waker) = crate::test_wakers::counter();
         let mut cx = Context::from_waker(&waker);
         let mut stop = Stop::new(state.clone());
         assert!(Pin::new(&mut stop).poll(&mut cx).is_pending());
         state.broadcast.stop(None, || Cause::Requested("x".into()));
-        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        assert_eq!(woken.wakes(), 1);
         assert!(Pin::new(&mut stop).poll(&mut cx).is_ready());
     }
 

@@ -326,27 +326,7 @@ mod tests {
     use std::task::Wake;
 
     use super::*;
-
-    /// A waker that counts its wakes.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    impl Count {
-        fn wakes(&self) -> usize {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let count = Arc::new(Count::default());
-        (count.clone(), Waker::from(count))
-    }
+    use crate::test_wakers::counter;
 
     /// Polls `waiter` with `waker` until `ready`.
     fn poll(waiter: &mut Waiter, waker: &Waker, event: &Event, ready: &Cell<bool>) -> Poll<()> {

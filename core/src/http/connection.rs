@@ -766,6 +766,7 @@ pub(crate) async fn serve_connection<I, S, E, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_wakers::{counter, Count};
 
     const GRACE: Duration = Duration::from_millis(250);
     const MS: Duration = Duration::from_millis(1);
@@ -827,16 +828,6 @@ mod tests {
         );
     }
 
-    /// Counts its wakes.
-    #[derive(Default)]
-    struct Wakes(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     /// A timer whose sleeps never ring.
     struct NeverTimer;
 
@@ -881,8 +872,7 @@ mod tests {
             closing_waiter: FlagWaiter::default(),
             forced_waiter: FlagWaiter::default(),
         };
-        let wakes = Arc::new(Wakes::default());
-        let waker = std::task::Waker::from(wakes.clone());
+        let (wakes, waker) = counter();
         let mut cx = Context::from_waker(&waker);
         assert!(matches!(watch.step(&mut cx), Step::Wait));
         assert!(
@@ -891,7 +881,7 @@ mod tests {
         );
 
         std::thread::spawn(move || drop(request)).join().unwrap();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes.wakes(), 1);
         assert!(matches!(watch.step(&mut cx), Step::Wait));
         assert!(watch.sleep.is_some(), "idle: sleeping out the grace");
     }
@@ -927,7 +917,7 @@ mod tests {
     struct Rig {
         sleep: Arc<HandSleep>,
         head: HeadDeadline,
-        wakes: Arc<Wakes>,
+        wakes: Arc<Count>,
         task: Waker,
     }
 
@@ -935,8 +925,7 @@ mod tests {
         fn new() -> Self {
             let sleep = Arc::new(HandSleep::default());
             let head = HeadDeadline::new(Duration::from_secs(10), Box::pin(Polled(sleep.clone())));
-            let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-            let task = Waker::from(wakes.clone());
+            let (wakes, task) = counter();
             Rig {
                 sleep,
                 head,
@@ -963,7 +952,7 @@ mod tests {
         }
 
         fn woken(&self) -> usize {
-            self.wakes.0.load(Ordering::SeqCst)
+            self.wakes.wakes()
         }
     }
 
