@@ -20,11 +20,11 @@ use hyper::{Request, Response};
 pub const SERVERS: [&str; 10] = [
     "allstop on tokio",
     "allstop on tokio, no header-read timeout",
-    "allstop on tokio, no stop in requests",
+    "allstop on tokio, stop in requests",
     "bare hyper-util on tokio",
     "allstop on smol",
     "allstop on smol, no header-read timeout",
-    "allstop on smol, no stop in requests",
+    "allstop on smol, stop in requests",
     "bare smol-hyper on smol",
     "axum Router on allstop (tokio)",
     "axum Router on axum::serve",
@@ -43,10 +43,10 @@ pub fn baseline_of(name: &str) -> Option<&'static str> {
     match name {
         "allstop on tokio"
         | "allstop on tokio, no header-read timeout"
-        | "allstop on tokio, no stop in requests" => Some("bare hyper-util on tokio"),
+        | "allstop on tokio, stop in requests" => Some("bare hyper-util on tokio"),
         "allstop on smol"
         | "allstop on smol, no header-read timeout"
-        | "allstop on smol, no stop in requests" => Some("bare smol-hyper on smol"),
+        | "allstop on smol, stop in requests" => Some("bare smol-hyper on smol"),
         "axum Router on allstop (tokio)" => Some("axum Router on axum::serve"),
         _ => None,
     }
@@ -68,12 +68,12 @@ fn report_stop(signalled: &Mutex<Option<Instant>>) {
 pub fn serve(kind: &str, port: u16) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     match kind {
-        "allstop on tokio" => allstop_tokio(addr, true, true),
-        "allstop on tokio, no header-read timeout" => allstop_tokio(addr, false, true),
-        "allstop on tokio, no stop in requests" => allstop_tokio(addr, true, false),
-        "allstop on smol" => allstop_smol(addr, true, true),
-        "allstop on smol, no header-read timeout" => allstop_smol(addr, false, true),
-        "allstop on smol, no stop in requests" => allstop_smol(addr, true, false),
+        "allstop on tokio" => allstop_tokio(addr, true, false),
+        "allstop on tokio, no header-read timeout" => allstop_tokio(addr, false, false),
+        "allstop on tokio, stop in requests" => allstop_tokio(addr, true, true),
+        "allstop on smol" => allstop_smol(addr, true, false),
+        "allstop on smol, no header-read timeout" => allstop_smol(addr, false, false),
+        "allstop on smol, stop in requests" => allstop_smol(addr, true, true),
         "bare hyper-util on tokio" => bare_tokio(addr),
         "bare smol-hyper on smol" => bare_smol(addr),
         "axum Router on allstop (tokio)" => axum_on_allstop(addr),

@@ -23,7 +23,7 @@ use allstop::http::Server;
 use allstop::tokio::{signals, Tokio};
 use allstop::{Group, Stop};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
@@ -46,7 +46,8 @@ async fn main() -> ExitCode {
     group.observe(allstop::Tracing);
     group.add(
         "app",
-        Server::on(Tokio::new()).serve_on(flags.app, router()),
+        // Built from the server's stop, which its handlers keep.
+        Server::on(Tokio::new()).serve_on(flags.app, router),
     );
     // In the last stage: /readyz answers 503 while the app drains.
     DebugRoutes::new().add_to(&mut group, Server::on(Tokio::new()), flags.debug);
@@ -61,20 +62,25 @@ async fn main() -> ExitCode {
 }
 
 /// What the handlers share.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct AppState {
     /// Requests to `/` so far.
     hellos: Arc<AtomicU64>,
+    /// The server's: fires when the group stops.
+    stop: Stop,
 }
 
-fn router() -> Router {
+fn router(stop: Stop) -> Router {
     Router::new()
         .route("/", get(hello))
         .route("/slow", get(slow))
         .route("/ws", get(websocket))
         .route("/events", get(events))
         .layer(TraceLayer::new_for_http())
-        .with_state(AppState::default())
+        .with_state(AppState {
+            hellos: Arc::default(),
+            stop,
+        })
 }
 
 async fn hello(State(state): State<AppState>) -> &'static str {
@@ -92,10 +98,9 @@ async fn slow(RawQuery(query): RawQuery) -> (StatusCode, String) {
     }
 }
 
-/// Echoes text messages; at the stop (allstop puts it in every request's
-/// extensions) closes with 1001 Going Away.
-async fn websocket(upgrade: WebSocketUpgrade, Extension(stop): Extension<Stop>) -> Response {
-    upgrade.on_upgrade(move |socket| echo(socket, stop))
+/// Echoes text messages; at the stop closes with 1001 Going Away.
+async fn websocket(upgrade: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    upgrade.on_upgrade(move |socket| echo(socket, state.stop))
 }
 
 async fn echo(mut socket: WebSocket, stop: Stop) {
@@ -128,7 +133,7 @@ async fn echo(mut socket: WebSocket, stop: Stop) {
 /// A tick a second, from the first at once; the stream ends at the stop
 /// (one line: `take_until(stop)`), so it never holds the drain.
 async fn events(
-    Extension(stop): Extension<Stop>,
+    State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let ticks = futures::stream::unfold(0u64, |tick| async move {
         if tick > 0 {
@@ -136,5 +141,5 @@ async fn events(
         }
         Some((Ok(Event::default().data(format!("tick {tick}"))), tick + 1))
     });
-    Sse::new(ticks.take_until(stop)).keep_alive(KeepAlive::default())
+    Sse::new(ticks.take_until(state.stop)).keep_alive(KeepAlive::default())
 }

@@ -99,11 +99,13 @@
 //! With the `tokio` or `smol` feature, a member serves any hyper or tower
 //! service — an axum `Router`, tonic `Routes` — with a graceful drain that
 //! loses no request a client has sent (see `allstop::http` for what the drain
-//! promises). Handlers find the stop in the request's extensions, fired when
-//! the group stops or the server stops on its own.
+//! promises). Handlers see the server's stop, fired when the group stops or
+//! the server stops on its own: serve a function of the stop that builds
+//! the service (`|stop: Stop| app.with_state(stop)`), called once when the
+//! server starts.
 //!
-//! An axum `Router`, served as it is; at the stop the event stream ends and
-//! the drain is quick:
+//! An axum `Router`, built from the stop and otherwise served as it is; at
+//! the stop the event stream ends and the drain is quick:
 //!
 //! ```
 //! # #[cfg(feature = "tokio")]
@@ -111,17 +113,21 @@
 //! use allstop::http::Server;
 //! use allstop::tokio::Tokio;
 //! use allstop::Stop;
-//! use axum::extract::Extension;
+//! use axum::extract::State;
 //! use axum::response::sse::{Event, Sse};
 //! use futures::StreamExt;
 //!
-//! let app = axum::Router::new()
-//!     .route("/", axum::routing::get(|| async { "hello" }))
-//!     .route("/events", axum::routing::get(|Extension(stop): Extension<Stop>| async move {
-//!         let events = futures::stream::repeat_with(|| Ok::<_, std::convert::Infallible>(Event::default().data("tick")));
-//!         // One line ends a stream at the stop.
-//!         Sse::new(events.take_until(stop))
-//!     }));
+//! fn app(stop: Stop) -> axum::Router {
+//!     axum::Router::new()
+//!         .route("/", axum::routing::get(|| async { "hello" }))
+//!         .route("/events", axum::routing::get(|State(stop): State<Stop>| async move {
+//!             let events = futures::stream::repeat_with(|| Ok::<_, std::convert::Infallible>(Event::default().data("tick")));
+//!             // One line ends a stream at the stop.
+//!             Sse::new(events.take_until(stop))
+//!         }))
+//!         .with_state(stop)
+//! }
+//!
 //! let mut group = allstop::Group::on(Tokio::new());
 //! group.add("app", Server::on(Tokio::new()).serve_on("127.0.0.1:0".parse().unwrap(), app));
 //! group.stop_handle().stop("example");
@@ -187,9 +193,10 @@
 //! # });
 //! ```
 //!
-//! To test a handler on its own (`Router::oneshot`), give it a stop with
-//! `.layer(Extension(Stop::never()))`; a handler that may run without one
-//! takes `Option<Extension<Stop>>`.
+//! To test a handler on its own (`Router::oneshot`), build the app from
+//! [`Stop::never`]. Handlers that would rather find the stop in each
+//! request's extensions (axum's `Extension<Stop>`) can, with
+//! `Server::stop_in_requests(true)`, at three allocations per request.
 //!
 //! # Features
 //!

@@ -226,18 +226,29 @@ pub fn port_in_use_fails_naming_the_address<N: Net>() {
     assert!(report.to_string().contains(&format!("bind {addr}")));
 }
 
-// a handler that waits on the stop signal ends early.
+// a handler that waits on the stop signal ends early, whether its app was
+// built from the stop or found it in the request.
 pub fn handler_sees_the_stop_and_ends_early<N: Net>() {
-    let app = App::new();
-    let (group, addr) = serving::<N>(&app, Config::default());
-    let handle = group.stop_handle();
-    let run = start::<N>(group);
-    let client = thread::spawn(move || Client::connect(addr)?.get("/until-stop"));
-    app.entered.wait_for(1);
-    handle.stop("test");
-    let response = client.join().unwrap().unwrap();
-    assert_eq!(response.text(), "stopped early");
-    assert!(run.join().unwrap().is_success());
+    for in_request in [false, true] {
+        let app = App::new();
+        let (group, addr) = if in_request {
+            let config = Config {
+                stop_in_requests: Some(true),
+                ..Config::default()
+            };
+            serving_service::<N, _>(app.clone(), config)
+        } else {
+            serving::<N>(&app, Config::default())
+        };
+        let handle = group.stop_handle();
+        let run = start::<N>(group);
+        let client = thread::spawn(move || Client::connect(addr)?.get("/until-stop"));
+        app.entered.wait_for(1);
+        handle.stop("test");
+        let response = client.join().unwrap().unwrap();
+        assert_eq!(response.text(), "stopped early", "in request: {in_request}");
+        assert!(run.join().unwrap().is_success());
+    }
 }
 
 // the drain deadline drops what is left and says so.
@@ -303,20 +314,31 @@ pub fn header_read_timeout_cuts_slow_senders<N: Net>() {
     assert!(run.join().unwrap().is_success());
 }
 
-// Handlers find the stop in their requests, unless the server was told not
-// to put it there (which saves its allocations).
-pub fn handlers_find_the_stop_unless_told_otherwise<N: Net>() {
-    for (stop_in_requests, expected) in [(None, "a stop"), (Some(false), "no stop")] {
+// Handlers see the stop their app was built from, and find it in their
+// requests only when the server is told to put it there (it costs
+// allocations per request).
+pub fn handlers_see_the_stop_they_were_built_from_or_find_it_when_asked<N: Net>() {
+    let cases = [
+        (true, None, "from the server"),
+        (false, None, "no stop"),
+        (false, Some(true), "in the request"),
+        (true, Some(false), "from the server"),
+    ];
+    for (built_from_stop, stop_in_requests, expected) in cases {
         let app = App::new();
         let config = Config {
             stop_in_requests,
             ..Config::default()
         };
-        let (group, addr) = serving::<N>(&app, config);
+        let (group, addr) = if built_from_stop {
+            serving::<N>(&app, config)
+        } else {
+            serving_service::<N, _>(app.clone(), config)
+        };
         let handle = group.stop_handle();
         let run = start::<N>(group);
         let answer = Client::connect(addr).unwrap().get("/has-stop").unwrap();
-        assert_eq!(answer.text(), expected);
+        assert_eq!(answer.text(), expected, "{stop_in_requests:?}");
         handle.stop("test");
         assert!(run.join().unwrap().is_success());
     }

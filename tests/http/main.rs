@@ -29,7 +29,7 @@ macro_rules! http_tests {
             an_upload_arrives_whole_and_in_order,
             a_failed_http2_request_does_not_hold_the_drain,
             header_read_timeout_cuts_slow_senders,
-            handlers_find_the_stop_unless_told_otherwise,
+            handlers_see_the_stop_they_were_built_from_or_find_it_when_asked,
             no_request_lost_when_stopping_under_load,
         );
         instantiate!(traffic, $net;
@@ -110,25 +110,29 @@ mod on_smol {
     http_tests!(crate::net::Smol);
 }
 
-/// A handler tested on its own, as `Router::oneshot` does it, finds a
-/// `Stop` when the test provides `Stop::never()`.
+/// A handler tested on its own, as `Router::oneshot` does it: the app the
+/// server builds from its stop is built from `Stop::never()`.
 #[test]
 fn a_handler_runs_without_a_server_given_stop_never() {
-    use axum::extract::Extension;
+    use axum::extract::State;
     use tower::ServiceExt;
 
-    let router = axum::Router::new()
-        .route(
-            "/",
-            axum::routing::get(|Extension(stop): Extension<allstop::Stop>| async move {
-                if stop.is_stopped() {
-                    "stopped"
-                } else {
-                    "running"
-                }
-            }),
-        )
-        .layer(Extension(allstop::Stop::never()));
+    fn app(stop: allstop::Stop) -> axum::Router {
+        axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|State(stop): State<allstop::Stop>| async move {
+                    if stop.is_stopped() {
+                        "stopped"
+                    } else {
+                        "running"
+                    }
+                }),
+            )
+            .with_state(stop)
+    }
+
+    let router = app(allstop::Stop::never());
     let request = hyper::Request::get("/")
         .body(axum::body::Body::empty())
         .unwrap();

@@ -214,6 +214,8 @@ pub struct App {
     pub tunnels_heard: Counter,
     /// Spawns WebSocket handlers on the runtime under test.
     spawn: Option<Spawn>,
+    /// The server's stop, for an app built from it.
+    stop: Option<Stop>,
 }
 
 /// A runtime's `spawn`, for handlers' tasks.
@@ -241,12 +243,19 @@ impl App {
     }
 
     async fn handle(self, mut request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-        let stop = request.extensions().get::<Stop>().cloned();
-        let stop = || stop.clone().expect("the stop is a request extension");
+        let in_request = request.extensions().get::<Stop>().cloned();
+        let stop = in_request.clone().or_else(|| self.stop.clone());
+        let stop = || {
+            stop.clone()
+                .expect("the app is built from the stop, or finds it in requests")
+        };
         let body = match request.uri().path() {
             "/" => "hello",
-            "/has-stop" if request.extensions().get::<Stop>().is_some() => "a stop",
-            "/has-stop" => "no stop",
+            "/has-stop" => match (&in_request, &self.stop) {
+                (Some(_), _) => "in the request",
+                (None, Some(_)) => "from the server",
+                (None, None) => "no stop",
+            },
             "/slow" => {
                 self.entered.add();
                 self.gate.wait().await;
@@ -346,17 +355,12 @@ impl App {
         Ok(text(StatusCode::OK, body))
     }
 
-    pub fn service(
-        self,
-    ) -> impl hyper::service::Service<
-        Request<Incoming>,
-        Response = Response<Body>,
-        Error = Infallible,
-        Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
-    > + Clone
-           + Send
-           + 'static {
-        hyper::service::service_fn(move |request| self.clone().handle(request))
+    /// The app as the server serves it: built from the server's stop.
+    pub fn service(self) -> impl FnOnce(Stop) -> App + Send + 'static {
+        move |stop| App {
+            stop: Some(stop),
+            ..self
+        }
     }
 }
 
@@ -400,6 +404,18 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A hyper service: it finds the stop in the requests, if the server puts
+/// it there, or it was built from it ([`App::service`]).
+impl hyper::service::Service<Request<Incoming>> for App {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        Box::pin(self.clone().handle(request))
+    }
 }
 
 /// Echoes messages until the client closes, or until `stop` (then closes

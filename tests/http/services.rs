@@ -179,29 +179,34 @@ pub fn an_event_stream_ends_cleanly_at_the_stop<N: Net>() {
     assert!(report.is_success(), "{report}");
 }
 
-// An axum `Router`, with state and the stop as an extension, served as it
-// is.
+// An axum `Router`, built from the server's stop, which its state keeps,
+// served as it is.
 pub fn an_axum_router_is_served_as_it_is<N: Net>() {
-    use axum::extract::{Extension, State};
+    use axum::extract::State;
     use axum::routing::get;
 
     let entered = Counter::new();
     let waiting = entered.clone();
-    let router = axum::Router::new()
-        .route(
-            "/",
-            get(|State(name): State<&'static str>| async move { format!("hello, {name}") }),
-        )
-        .route(
-            "/long-poll",
-            get(move |Extension(stop): Extension<Stop>| async move {
-                waiting.add();
-                stop.await;
-                "stopped"
-            }),
-        )
-        .with_state("axum");
-    let (group, addr) = serving_service::<N, _>(router, Config::default());
+    let router =
+        axum::Router::new()
+            .route(
+                "/",
+                get(|State((name, _)): State<(&'static str, Stop)>| async move {
+                    format!("hello, {name}")
+                }),
+            )
+            .route(
+                "/long-poll",
+                get(
+                    move |State((_, stop)): State<(&'static str, Stop)>| async move {
+                        waiting.add();
+                        stop.await;
+                        "stopped"
+                    },
+                ),
+            );
+    let app = move |stop: Stop| router.with_state(("axum", stop));
+    let (group, addr) = serving_service::<N, _>(app, Config::default());
     let handle = group.stop_handle();
     let run = start::<N>(group);
     assert_eq!(
@@ -217,7 +222,8 @@ pub fn an_axum_router_is_served_as_it_is<N: Net>() {
 
 // A tower service that is `Send` but not `Sync` is served, as hyper and
 // `axum::serve` serve it: tower's `BoxCloneService`, the usual name of a
-// stack of layers, is one. Its handler still finds the stop.
+// stack of layers, is one. Its handler finds the stop in its request
+// (axum's `Extension`), where the server was told to put it.
 pub fn a_service_that_is_not_sync_is_served<N: Net>() {
     use axum::extract::Extension;
     use axum::routing::get;
@@ -234,7 +240,11 @@ pub fn a_service_that_is_not_sync_is_served<N: Net>() {
         }),
     );
     let service: BoxCloneService<_, _, std::convert::Infallible> = BoxCloneService::new(router);
-    let (group, addr) = serving_service::<N, _>(service, Config::default());
+    let config = Config {
+        stop_in_requests: Some(true),
+        ..Config::default()
+    };
+    let (group, addr) = serving_service::<N, _>(service, config);
     let handle = group.stop_handle();
     let run = start::<N>(group);
     assert_eq!(

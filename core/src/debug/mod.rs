@@ -51,8 +51,8 @@
 //! let mut group = allstop::Group::new();
 //! // Watches the group, for /readyz and /debug/group.
 //! let debug = DebugRoutes::new().attach(&mut group);
-//! // Then serve `debug` like any hyper service, e.g. with
-//! // `Server::on(Tokio::new()).serve_on(allstop::debug::DEFAULT_ADDR, debug)`,
+//! // Then serve it with the server's stop, e.g. with
+//! // `Server::on(Tokio::new()).serve_on(allstop::debug::DEFAULT_ADDR, |stop: Stop| debug.with_stop(stop))`,
 //! // or add it in one line with `add_debug_server(&mut group, Tokio::new())`.
 //! # drop(debug);
 //! ```
@@ -130,6 +130,8 @@ pub fn add_debug_server<R: HttpRuntime>(group: &mut Group, runtime: R) -> DebugR
 #[derive(Debug, Clone)]
 pub struct DebugRoutes {
     inner: Arc<Inner>,
+    /// The server's stop, when it was given one.
+    stop: Option<Stop>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +159,7 @@ impl DebugRoutes {
                 default_seconds: 30,
                 frequency: 99,
             }),
+            stop: None,
         }
     }
 
@@ -183,6 +186,23 @@ impl DebugRoutes {
     /// [attached](DebugRoutes::attach) to.
     pub fn status(&self) -> &Status {
         &self.inner.status
+    }
+
+    /// These routes, answering to the stop of the server that serves them:
+    /// `/readyz` answers 503 from the moment it fires, `/debug/group` shows
+    /// it, and a running profile ends at it. [`add_to`](DebugRoutes::add_to)
+    /// does this; a server of one's own serves `|stop: Stop|
+    /// debug.with_stop(stop)` (see `allstop::http::IntoHttpService`).
+    /// Routes without a stop look for one in each request's extensions.
+    ///
+    /// ```
+    /// let stop = allstop::Stop::never();
+    /// let debug = allstop::debug::DebugRoutes::new().with_stop(stop);
+    /// # drop(debug);
+    /// ```
+    pub fn with_stop(mut self, stop: Stop) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// Makes `group` report to these routes (`/readyz`, `/debug/group`),
@@ -225,7 +245,11 @@ impl DebugRoutes {
     ) -> Self {
         let debug = self.attach(group);
         group.in_stage(Stage::LAST, |group| {
-            group.add("debug", server.serve_on(addr, debug.clone()));
+            let routes = debug.clone();
+            group.add(
+                "debug",
+                server.serve_on(addr, move |stop: Stop| routes.with_stop(stop)),
+            );
         });
         debug
     }
@@ -408,8 +432,11 @@ impl<B> Service<Request<B>> for DebugRoutes {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().map(str::to_owned);
-        // Served by allstop's server, the request carries the group's stop.
-        let stop = request.extensions().get::<Stop>().cloned();
+        let stop = self
+            .stop
+            .as_ref()
+            .or_else(|| request.extensions().get::<Stop>())
+            .cloned();
         let debug = self.clone();
         Box::pin(async move { Ok(debug.respond(method, path, query, stop).await) })
     }
@@ -489,7 +516,35 @@ Every route answers GET and HEAD.</p>
 
 #[cfg(test)]
 mod tests {
-    use super::seconds;
+    use super::{seconds, DebugRoutes};
+    use crate::Stop;
+    use hyper::service::Service;
+    use hyper::{Request, StatusCode};
+
+    fn readyz(routes: &DebugRoutes, in_request: Option<Stop>) -> StatusCode {
+        let mut request = Request::get("/readyz").body(()).unwrap();
+        if let Some(stop) = in_request {
+            request.extensions_mut().insert(stop);
+        }
+        let response = futures::executor::block_on(routes.call(request)).unwrap();
+        response.status()
+    }
+
+    /// The routes answer to the stop they were given, or, without one, to
+    /// the one in the request; the status alone has not heard yet.
+    #[test]
+    fn readiness_follows_the_routes_stop_or_the_requests() {
+        let stop = Stop::never();
+        let given = DebugRoutes::new().with_stop(stop.clone());
+        let bare = DebugRoutes::new();
+        assert_eq!(readyz(&given, None), StatusCode::OK);
+        assert_eq!(readyz(&bare, Some(stop.clone())), StatusCode::OK);
+        stop.handle().stop("deploy");
+        assert!(given.status().is_ready());
+        assert_eq!(readyz(&given, None), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(readyz(&bare, Some(stop)), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(readyz(&bare, None), StatusCode::OK);
+    }
 
     #[test]
     fn seconds_accepts_whole_numbers_in_range() {

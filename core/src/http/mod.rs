@@ -35,12 +35,17 @@
 //! HTTP/1 request head. (An idle keep-alive connection that has made
 //! requests stays open until the stop, as in Go without an `IdleTimeout`.)
 //!
-//! Handlers find a [`Stop`] in the request's extensions: it fires when the
-//! group stops or when the server stops on its own (its listener failed), so
-//! a long response can end early — a stream with
+//! Handlers see the server's [`Stop`]: it fires when the group stops or
+//! when the server stops on its own (its listener failed), so a long
+//! response can end early — a stream with
 //! `futures::StreamExt::take_until(stream, stop)`, a long poll with
-//! [`Stop::until`]. A handler called outside a server (a unit test) finds
-//! none; [`Stop::never`] stands in for it.
+//! [`Stop::until`]. Serve a function of the stop that builds the service
+//! (`|stop: Stop| app.with_state(stop)`, see [`IntoHttpService`]): it is
+//! called once, and costs nothing per request. Or turn on
+//! [`Server::stop_in_requests`], and handlers find the stop in each
+//! request's extensions (axum's `Extension<Stop>`), at three allocations
+//! per request. A handler called outside a server (a unit test) is given
+//! [`Stop::never`] instead.
 //!
 //! Running out of file descriptors does not stop the server: it pauses
 //! accepting (5 ms, doubling to a second while the shortage lasts), and,
@@ -79,7 +84,7 @@ use crate::stop::{Stop, StopTrigger};
 use crate::tasks::TaskTracker;
 
 pub use self::accept::{Accept, DEFAULT_BACKLOG};
-pub use self::service::{Executor, HttpService, Hyper, IntoHttpService, Tower};
+pub use self::service::{Executor, FromStop, HttpService, Hyper, IntoHttpService, Tower};
 
 /// Binds a listener of type `L` to `addr` with the default backlog
 /// ([`DEFAULT_BACKLOG`]); the error names the address and the OS error.
@@ -255,7 +260,7 @@ impl<R: HttpRuntime> Server<R> {
             idle_grace: Duration::from_millis(250),
             drain_timeout: None,
             backlog: DEFAULT_BACKLOG,
-            stop_in_requests: true,
+            stop_in_requests: false,
         }
     }
 
@@ -303,16 +308,30 @@ impl<R: HttpRuntime> Server<R> {
         self
     }
 
-    /// Whether handlers find the [`Stop`] in their requests' extensions
-    /// (default `true`). A server whose handlers never look for it can turn
-    /// it off: the extension is three allocations per request (the
-    /// request's extension map, its table, the value): on tokio, all the
-    /// server adds to hyper's own (`BENCHMARKS.md`). A handler that looks
-    /// for it then finds none.
+    /// Whether handlers find the server's [`Stop`] in their requests'
+    /// extensions (default `false`), as axum's `Extension<Stop>` extractor
+    /// reads it. It costs three allocations per request (the request's
+    /// extension map, its table, the value), which is how `http` stores
+    /// any extension: building the service from the stop (see
+    /// [`IntoHttpService`]) gives handlers the same stop for nothing.
     ///
     /// ```
     /// # #[cfg(feature = "tokio")] {
-    /// let server = allstop::http::Server::on(allstop::tokio::Tokio::new()).stop_in_requests(false);
+    /// use allstop::http::Server;
+    /// use allstop::tokio::Tokio;
+    /// use allstop::Stop;
+    /// use axum::extract::Extension;
+    ///
+    /// let app = axum::Router::new().route(
+    ///     "/wait",
+    ///     axum::routing::get(|Extension(stop): Extension<Stop>| async move {
+    ///         stop.await;
+    ///         "stopping"
+    ///     }),
+    /// );
+    /// let server = Server::on(Tokio::new()).stop_in_requests(true);
+    /// let mut group = allstop::Group::on(Tokio::new());
+    /// group.add("app", server.serve_on("127.0.0.1:0".parse().unwrap(), app));
     /// # }
     /// ```
     pub fn stop_in_requests(mut self, on: bool) -> Self {
@@ -383,11 +402,11 @@ impl<R: HttpRuntime> Server<R> {
         service: impl IntoHttpService<M>,
         stop: Stop,
     ) -> Result<(), ServeError> {
-        let mut service = service.into_http_service();
         let addr = listener.local_addr().ok();
         // Handlers see the group's stop, and the server's own when it ends
         // by itself (a fatal accept error).
         let (handler_stop, server_stop) = stop.child();
+        let mut service = service.into_http_service(&handler_stop);
         let timer = self.timer.clone();
         let drain = Drain {
             closing: Flag::new(),

@@ -1,7 +1,9 @@
 //! What the server serves: hyper services and tower services (an axum
 //! `Router`, tonic `Routes`), named by one set of bounds.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 
 use bytes::Bytes;
 use http_body::Body;
@@ -11,6 +13,7 @@ use hyper::{Request, Response};
 use hyper_util::service::TowerToHyperService;
 
 use crate::error::BoxError;
+use crate::Stop;
 
 /// A hyper service allstop's server runs (what [`IntoHttpService`] turns a
 /// service into): any
@@ -106,22 +109,53 @@ where
 }
 
 /// Anything the server can serve: a hyper service (`service_fn` over an
-/// `async` handler), or a tower service such as an axum `Router` or tonic
-/// `Routes`, served as it is. Implemented automatically.
+/// `async` handler), a tower service such as an axum `Router` or tonic
+/// `Routes`, served as it is, or a function that builds either from the
+/// server's [`Stop`] — how handlers see the stop at no cost per request.
+/// Implemented automatically.
 ///
-/// `M` is [`Hyper`] or [`Tower`], chosen by the compiler: it only keeps the
-/// two blanket implementations apart, and never needs to be written.
+/// `M` is [`Hyper`], [`Tower`] or [`FromStop`], chosen by the compiler: it
+/// only keeps the blanket implementations apart, and never needs to be
+/// written.
 ///
 /// A tower service is cloned for each request and driven to readiness
 /// before its call, as hyper-util's `TowerToHyperService` does; its request
 /// body is hyper's `Incoming`, and its response body any body of `Bytes`
 /// chunks (axum's `Body`, tonic's).
+///
+/// A function of the stop is called once, when the server starts, with the
+/// stop its handlers see: it fires when the group stops or when the server
+/// stops on its own (its listener failed). Its argument's type is written
+/// out (`|stop: Stop|`), since the compiler does not infer it here.
+///
+/// ```
+/// # #[cfg(feature = "tokio")] {
+/// use allstop::http::Server;
+/// use allstop::tokio::Tokio;
+/// use allstop::Stop;
+/// use axum::extract::State;
+///
+/// let app = axum::Router::new().route(
+///     "/wait",
+///     // Answers at the stop.
+///     axum::routing::get(|State(stop): State<Stop>| async move {
+///         stop.await;
+///         "stopping"
+///     }),
+/// );
+/// let mut group = allstop::Group::on(Tokio::new());
+/// group.add(
+///     "app",
+///     Server::on(Tokio::new()).serve_on("127.0.0.1:0".parse().unwrap(), |stop: Stop| app.with_state(stop)),
+/// );
+/// # }
+/// ```
 pub trait IntoHttpService<M>: Send + 'static {
     /// The hyper service it becomes.
     type Service: HttpService;
 
-    /// Converts it.
-    fn into_http_service(self) -> Self::Service;
+    /// Converts it; `stop` is the one its handlers see.
+    fn into_http_service(self, stop: &Stop) -> Self::Service;
 }
 
 /// Marks a hyper service in [`IntoHttpService`].
@@ -132,10 +166,15 @@ pub enum Hyper {}
 #[derive(Debug)]
 pub enum Tower {}
 
+/// Marks, in [`IntoHttpService`], a function of the server's stop that
+/// returns what `M` marks.
+#[derive(Debug)]
+pub struct FromStop<M>(Infallible, PhantomData<M>);
+
 impl<S: HttpService> IntoHttpService<Hyper> for S {
     type Service = S;
 
-    fn into_http_service(self) -> S {
+    fn into_http_service(self, _: &Stop) -> S {
         self
     }
 }
@@ -150,7 +189,19 @@ where
 {
     type Service = TowerToHyperService<S>;
 
-    fn into_http_service(self) -> TowerToHyperService<S> {
+    fn into_http_service(self, _: &Stop) -> TowerToHyperService<S> {
         TowerToHyperService::new(self)
+    }
+}
+
+impl<F, S, M> IntoHttpService<FromStop<M>> for F
+where
+    F: FnOnce(Stop) -> S + Send + 'static,
+    S: IntoHttpService<M>,
+{
+    type Service = S::Service;
+
+    fn into_http_service(self, stop: &Stop) -> S::Service {
+        self(stop.clone()).into_http_service(stop)
     }
 }
