@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 /// The servers, in the order the tables show them.
-pub const SERVERS: [&str; 10] = [
+pub const SERVERS: [&str; 11] = [
     "allstop on tokio",
     "allstop on tokio, no header-read timeout",
     "allstop on tokio, stop in requests",
@@ -26,6 +26,7 @@ pub const SERVERS: [&str; 10] = [
     "allstop on smol, no header-read timeout",
     "allstop on smol, stop in requests",
     "bare smol-hyper on smol",
+    "bare smol-hyper on smol, hyper's header-read timeout",
     "axum Router on allstop (tokio)",
     "axum Router on axum::serve",
 ];
@@ -46,7 +47,8 @@ pub fn baseline_of(name: &str) -> Option<&'static str> {
         | "allstop on tokio, stop in requests" => Some("bare hyper-util on tokio"),
         "allstop on smol"
         | "allstop on smol, no header-read timeout"
-        | "allstop on smol, stop in requests" => Some("bare smol-hyper on smol"),
+        | "allstop on smol, stop in requests"
+        | "bare smol-hyper on smol, hyper's header-read timeout" => Some("bare smol-hyper on smol"),
         "axum Router on allstop (tokio)" => Some("axum Router on axum::serve"),
         _ => None,
     }
@@ -75,7 +77,8 @@ pub fn serve(kind: &str, port: u16) {
         "allstop on smol, no header-read timeout" => allstop_smol(addr, false, false),
         "allstop on smol, stop in requests" => allstop_smol(addr, true, true),
         "bare hyper-util on tokio" => bare_tokio(addr),
-        "bare smol-hyper on smol" => bare_smol(addr),
+        "bare smol-hyper on smol" => bare_smol(addr, false),
+        "bare smol-hyper on smol, hyper's header-read timeout" => bare_smol(addr, true),
         "axum Router on allstop (tokio)" => axum_on_allstop(addr),
         "axum Router on axum::serve" => axum_serve(addr),
         "debug server on tokio" => debug_server(addr),
@@ -329,7 +332,10 @@ fn bare_tokio(addr: SocketAddr) {
 }
 
 /// smol-hyper's glue with an accept loop and a smol task per connection.
-fn bare_smol(addr: SocketAddr) {
+/// smol-hyper's server; with `header_read_timeout`, hyper's own 10 s
+/// timeout on every request head, on smol-hyper's async-io timer: what any
+/// timeout costs on async-io, for comparison with allstop's.
+fn bare_smol(addr: SocketAddr, header_read_timeout: bool) {
     use async_io::Async;
     use hyper_util::server::conn::auto;
     use smol_hyper::rt::FuturesIo;
@@ -349,7 +355,14 @@ fn bare_smol(addr: SocketAddr) {
 
     smol::block_on(async {
         let listener = Async::<std::net::TcpListener>::bind(addr).unwrap();
-        let builder = Arc::new(auto::Builder::new(Spawn));
+        let mut builder = auto::Builder::new(Spawn);
+        if header_read_timeout {
+            builder
+                .http1()
+                .timer(smol_hyper::rt::SmolTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+        }
+        let builder = Arc::new(builder);
         let signals = async_signal::Signals::new([async_signal::Signal::Term]).unwrap();
         let accept = async {
             loop {
