@@ -69,7 +69,7 @@ fn main() {
         return;
     }
     if wants("http") {
-        http_table(if quick { 1 } else { 3 }, if quick { 3 } else { 5 });
+        http_table(if quick { 1 } else { 5 }, if quick { 3 } else { 5 });
     }
     if wants("allocations") {
         allocations_table();
@@ -233,18 +233,28 @@ fn http_table(rounds: usize, secs: u64) {
         eprintln!("http: round {} of {rounds} done", round + 1);
     }
     let rate = |kind: &str| median(rates[kind].clone());
-    println!("## HTTP hello, `wrk -t1 -c32 -d{secs}s` (median of {rounds} runs)\n");
-    println!("wrk and the server share the machine's cores; the servers have 2 worker threads each (tokio workers, `SMOL_THREADS=2`).\n");
+    // The ratio of each round's two runs, then their median: a run's rate
+    // drifts by several per cent with what else the machine does, and the
+    // two runs of a round are a minute apart at most.
+    let ratio = |kind: &str, to: &str| {
+        median(
+            (rates[kind].iter().zip(&rates[to]))
+                .map(|(ours, theirs)| ours / theirs)
+                .collect(),
+        )
+    };
+    println!("## HTTP hello, `wrk -t1 -c32 -d{secs}s` ({rounds} rounds)\n");
+    println!("wrk and the server share the machine's cores; the servers have 2 worker threads each (tokio workers, `SMOL_THREADS=2`). *requests/s*: the median of the rounds; the ratios: the median of each round's ratio.\n");
     println!("| server | requests/s | ÷ bare server, same runtime | ÷ allstop on tokio |");
     println!("|---|---:|---:|---:|");
     for kind in http::SERVERS {
-        let ours = rate(kind);
         let vs_bare = http::baseline_of(kind)
-            .map(|bare| format!("{:.2}×", ours / rate(bare)))
+            .map(|bare| format!("{:.2}×", ratio(kind, bare)))
             .unwrap_or_else(|| "baseline".into());
         println!(
-            "| {kind} | {ours:.0} | {vs_bare} | {:.2}× |",
-            ours / rate("allstop on tokio")
+            "| {kind} | {:.0} | {vs_bare} | {:.2}× |",
+            rate(kind),
+            ratio(kind, "allstop on tokio")
         );
     }
     println!();
