@@ -1,7 +1,7 @@
 //! allstop side by side with what a user would otherwise write or pick.
 //!
 //! ```text
-//! cargo bench -p allstop-benches            # everything (about 4 minutes)
+//! cargo bench -p allstop-benches            # everything (about 10 minutes)
 //! cargo bench -p allstop-benches -- --quick # fewer rounds
 //! cargo bench -p allstop-benches -- --only group|http|allocations|idle|drain|profile
 //! ```

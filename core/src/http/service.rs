@@ -125,8 +125,9 @@ where
 ///
 /// A function of the stop is called once, when the server starts, with the
 /// stop its handlers see: it fires when the group stops or when the server
-/// stops on its own (its listener failed). Its argument's type is written
-/// out (`|stop: Stop|`), since the compiler does not infer it here.
+/// stops on its own (its listener failed). A closure whose body does not
+/// tell its argument's type names it (`|stop: Stop|`): the server's
+/// signature does not.
 ///
 /// ```
 /// # #[cfg(feature = "tokio")] {
