@@ -14,7 +14,7 @@ use allstop::debug::DebugRoutes;
 use allstop::http::Server;
 use allstop::smol::Smol;
 use allstop::tokio::{signals, Tokio};
-use allstop::{Group, Stage, Stop};
+use allstop::{Group, Stage};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -37,8 +37,7 @@ async fn main() -> ExitCode {
         group.add_on(
             "debug",
             Smol::new(),
-            // The routes answer to the server's stop (`/readyz`, a profile).
-            Server::on(Smol::new()).serve_on(flags.debug, move |stop: Stop| debug.with_stop(stop)),
+            Server::on(Smol::new()).serve_on(flags.debug, debug),
         );
     });
     group.add_watcher("signals", signals());

@@ -30,9 +30,7 @@ fn debug_serving<N: Net>(config: Config) -> (Group, SocketAddr, DebugRoutes) {
     let (listener, addr) = bound();
     let mut group = N::group();
     let debug = DebugRoutes::new().attach(&mut group);
-    let routes = debug.clone();
-    let app = move |stop: Stop| routes.with_stop(stop);
-    group.add("debug", N::serve(listener, app, config));
+    group.add("debug", N::serve(listener, debug.clone(), config));
     (group, addr, debug)
 }
 

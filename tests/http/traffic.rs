@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use allstop::{Cause, Exit, Outcome};
 
-use crate::cases::{bound, serving, start, wait_refused};
+use crate::cases::{bound, serving, serving_service, start, wait_refused};
 use crate::client::Client;
 use crate::h2raw::{self, H2};
 use crate::net::{App, Busy, Config, Net, BIG};
@@ -435,38 +435,46 @@ pub fn idle_http2_connection_closes_without_a_ping_answer<N: Net>() {
 }
 
 // A listener that fails for good ends the server: its handlers see the
-// server's own stop (the group's has not come), the drain ends, and the
+// server's own stop (the group's has not come), whether their app was
+// built from it or found it in the request; the drain ends, and the
 // failure stops the group, naming the listener.
 pub fn a_failing_listener_ends_its_handlers_and_the_group<N: Net>() {
-    let app = App::new();
-    let config = Config {
-        fail_accept_after: Some(1),
-        ..Config::default()
-    };
-    let (mut group, addr) = serving::<N>(&app, config);
-    group.add("worker", |stop: allstop::Stop| async move {
-        stop.await;
-        Ok::<(), std::io::Error>(())
-    });
-    let run = start::<N>(group);
-    // The one connection the listener takes: a long poll.
-    let response = Client::connect(addr).unwrap().get("/until-stop").unwrap();
-    assert_eq!(response.text(), "stopped early");
-    let report = run.join().unwrap();
-    let Some(Cause::Finished {
-        member,
-        exit: Exit::Failed(message),
-    }) = report.cause()
-    else {
-        panic!("{report}");
-    };
-    assert_eq!(member, "app");
-    assert_eq!(message, &format!("accept on {addr}: the listener broke"));
-    assert!(matches!(
-        report.member("worker").unwrap().outcome(),
-        Outcome::Ok
-    ));
-    wait_refused(addr);
+    for in_request in [false, true] {
+        let app = App::new();
+        let config = Config {
+            fail_accept_after: Some(1),
+            stop_in_requests: Some(in_request),
+            ..Config::default()
+        };
+        let (mut group, addr) = if in_request {
+            serving_service::<N, _>(app.clone(), config)
+        } else {
+            serving::<N>(&app, config)
+        };
+        group.add("worker", |stop: allstop::Stop| async move {
+            stop.await;
+            Ok::<(), std::io::Error>(())
+        });
+        let run = start::<N>(group);
+        // The one connection the listener takes: a long poll.
+        let response = Client::connect(addr).unwrap().get("/until-stop").unwrap();
+        assert_eq!(response.text(), "stopped early", "in request: {in_request}");
+        let report = run.join().unwrap();
+        let Some(Cause::Finished {
+            member,
+            exit: Exit::Failed(message),
+        }) = report.cause()
+        else {
+            panic!("{report}");
+        };
+        assert_eq!(member, "app");
+        assert_eq!(message, &format!("accept on {addr}: the listener broke"));
+        assert!(matches!(
+            report.member("worker").unwrap().outcome(),
+            Outcome::Ok
+        ));
+        wait_refused(addr);
+    }
 }
 
 // An HTTP/2 connection that had made no request when the drain began is

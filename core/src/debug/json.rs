@@ -6,15 +6,13 @@ use crate::{MemberState, MemberStatus, StageStatus, Status, Stop};
 
 /// `{"ready":…,"stopping":…,"profiling":…,"cause":…,"members":[{"name":…,"state":…,"outcome":…,"uptime_ms":…,"stage":…,"restarts":…,"last_error":…,"next_attempt_ms":…}],"stages":[{"stage":…,"began_ms":…,"ended_ms":…}]}`
 ///
-/// `stop`, the signal of the request's server when it came through
-/// allstop's, is the authority on whether the group is stopping: the status
-/// hears of the stop a moment later, from the group's run loop.
-pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> String {
+/// `stop`, the signal of the routes' server, is the authority on whether
+/// the group is stopping: the status hears of the stop a moment later,
+/// from the group's run loop.
+pub(crate) fn group(status: &Status, stop: &Stop, profiling: bool) -> String {
     let mut out = String::from("{");
-    let cause = status
-        .cause()
-        .or_else(|| stop.and_then(Stop::cause).cloned());
-    let ready = status.is_ready() && !stop.is_some_and(group_stopping);
+    let cause = status.cause().or_else(|| stop.cause().cloned());
+    let ready = status.is_ready() && !group_stopping(stop);
     let _ = write!(
         out,
         "\"ready\":{ready},\"stopping\":{},\"profiling\":{profiling},\"cause\":",
@@ -36,7 +34,7 @@ pub(crate) fn group(status: &Status, stop: Option<&Stop>, profiling: bool) -> St
 /// the group's stop has begun.
 fn write_members(out: &mut String, members: &[MemberStatus], stop_began: bool) {
     // The first stage stops with the group: until the status hears of it,
-    // its members are shown stopping from the request's stop.
+    // its members are shown stopping from the server's stop.
     let first = members.iter().map(|m| m.stage).min();
     for (i, member) in members.iter().enumerate() {
         if i > 0 {

@@ -51,8 +51,8 @@
 //! let mut group = allstop::Group::new();
 //! // Watches the group, for /readyz and /debug/group.
 //! let debug = DebugRoutes::new().attach(&mut group);
-//! // Then serve it with the server's stop, e.g. with
-//! // `Server::on(Tokio::new()).serve_on(allstop::debug::DEFAULT_ADDR, |stop: Stop| debug.with_stop(stop))`,
+//! // Then serve it like any service, e.g. with
+//! // `Server::on(Tokio::new()).serve_on(allstop::debug::DEFAULT_ADDR, debug)`,
 //! // or add it in one line with `add_debug_server(&mut group, Tokio::new())`.
 //! # drop(debug);
 //! ```
@@ -92,7 +92,7 @@ use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode};
 
 use self::profile::{Format, ProfilerLock};
-use crate::http::{HttpRuntime, Server};
+use crate::http::{FromStop, HttpRuntime, Hyper, IntoHttpService, Server};
 use crate::{Group, Stage, Status, Stop};
 
 /// Where [`add_debug_server`] listens:
@@ -122,7 +122,13 @@ pub fn add_debug_server<R: HttpRuntime>(group: &mut Group, runtime: R) -> DebugR
     DebugRoutes::new().add_to(group, Server::on(runtime), DEFAULT_ADDR)
 }
 
-/// The debug routes, as a hyper service. Cheap to clone.
+/// The debug routes and their settings. Cheap to clone.
+///
+/// Served by allstop's server as they are (`Server::serve_on(addr,
+/// routes)`), they answer to the server's stop: the server builds their
+/// service, a [`DebugService`], from it (see
+/// [`IntoHttpService`]). Elsewhere,
+/// [`with_stop`](DebugRoutes::with_stop) makes that service.
 ///
 /// ```
 /// let debug = allstop::debug::DebugRoutes::new().max_seconds(60).frequency(199);
@@ -130,8 +136,22 @@ pub fn add_debug_server<R: HttpRuntime>(group: &mut Group, runtime: R) -> DebugR
 #[derive(Debug, Clone)]
 pub struct DebugRoutes {
     inner: Arc<Inner>,
-    /// The server's stop, when it was given one.
-    stop: Option<Stop>,
+}
+
+/// The debug routes as a hyper service, answering to a stop: `/readyz`
+/// answers 503 from the moment it fires, `/debug/group` shows it, and a
+/// running profile ends at it, so it never holds the shutdown. Made by
+/// [`DebugRoutes::with_stop`], or by the server that serves the routes.
+/// Cheap to clone.
+///
+/// ```
+/// let service = allstop::debug::DebugRoutes::new().with_stop(allstop::Stop::never());
+/// # drop(service);
+/// ```
+#[derive(Debug, Clone)]
+pub struct DebugService {
+    routes: DebugRoutes,
+    stop: Stop,
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +179,6 @@ impl DebugRoutes {
                 default_seconds: 30,
                 frequency: 99,
             }),
-            stop: None,
         }
     }
 
@@ -188,21 +207,18 @@ impl DebugRoutes {
         &self.inner.status
     }
 
-    /// These routes, answering to the stop of the server that serves them:
-    /// `/readyz` answers 503 from the moment it fires, `/debug/group` shows
-    /// it, and a running profile ends at it. [`add_to`](DebugRoutes::add_to)
-    /// does this; a server of one's own serves `|stop: Stop|
-    /// debug.with_stop(stop)` (see `allstop::http::IntoHttpService`).
-    /// Routes without a stop look for one in each request's extensions.
+    /// These routes as a hyper service answering to `stop`, for a server
+    /// other than allstop's, or an axum `Router` that nests them
+    /// (`nest_service`): give it the stop its server stops with. allstop's
+    /// server does this itself.
     ///
     /// ```
     /// let stop = allstop::Stop::never();
-    /// let debug = allstop::debug::DebugRoutes::new().with_stop(stop);
-    /// # drop(debug);
+    /// let service = allstop::debug::DebugRoutes::new().with_stop(stop);
+    /// # drop(service);
     /// ```
-    pub fn with_stop(mut self, stop: Stop) -> Self {
-        self.stop = Some(stop);
-        self
+    pub fn with_stop(self, stop: Stop) -> DebugService {
+        DebugService { routes: self, stop }
     }
 
     /// Makes `group` report to these routes (`/readyz`, `/debug/group`),
@@ -245,11 +261,7 @@ impl DebugRoutes {
     ) -> Self {
         let debug = self.attach(group);
         group.in_stage(Stage::LAST, |group| {
-            let routes = debug.clone();
-            group.add(
-                "debug",
-                server.serve_on(addr, move |stop: Stop| routes.with_stop(stop)),
-            );
+            group.add("debug", server.serve_on(addr, debug.clone()));
         });
         debug
     }
@@ -259,7 +271,7 @@ impl DebugRoutes {
         method: Method,
         path: String,
         query: Option<String>,
-        stop: Option<Stop>,
+        stop: Stop,
     ) -> Response<Full<Bytes>> {
         let Some(route) = Route::of(&path) else {
             let message = format!("no route {path}; see /debug/pprof/\n");
@@ -277,10 +289,10 @@ impl DebugRoutes {
         match route {
             Route::Index => with_type(Full::new(Bytes::from(INDEX)), "text/html; charset=utf-8"),
             Route::Health => text(StatusCode::OK, "ok\n".into()),
-            Route::Ready => self.ready(stop.as_ref()),
+            Route::Ready => self.ready(&stop),
             Route::Group => {
                 let running = profile::is_running();
-                let json = json::group(&self.inner.status, stop.as_ref(), running);
+                let json = json::group(&self.inner.status, &stop, running);
                 with_type(Full::new(Bytes::from(json)), "application/json")
             }
             Route::Profile(format) => self.profile_route(head, query, format, stop).await,
@@ -288,10 +300,10 @@ impl DebugRoutes {
         }
     }
 
-    fn ready(&self, stop: Option<&Stop>) -> Response<Full<Bytes>> {
-        // The request's stop is the authority: the status hears of the stop
+    fn ready(&self, stop: &Stop) -> Response<Full<Bytes>> {
+        // The server's stop is the authority: the status hears of the stop
         // a moment later, from the group's run loop.
-        if self.inner.status.is_ready() && !stop.is_some_and(json::group_stopping) {
+        if self.inner.status.is_ready() && !json::group_stopping(stop) {
             text(StatusCode::OK, "ready\n".into())
         } else {
             text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into())
@@ -303,7 +315,7 @@ impl DebugRoutes {
         head: bool,
         query: Option<String>,
         format: Format,
-        stop: Option<Stop>,
+        stop: Stop,
     ) -> Response<Full<Bytes>> {
         let inner = &self.inner;
         let seconds = match seconds(query.as_deref(), inner.default_seconds, inner.max_seconds) {
@@ -317,12 +329,7 @@ impl DebugRoutes {
         self.profile(seconds, format, stop).await
     }
 
-    async fn profile(
-        &self,
-        seconds: u64,
-        format: Format,
-        stop: Option<Stop>,
-    ) -> Response<Full<Bytes>> {
+    async fn profile(&self, seconds: u64, format: Format, stop: Stop) -> Response<Full<Bytes>> {
         let Some(lock) = ProfilerLock::acquire() else {
             return text(
                 StatusCode::CONFLICT,
@@ -349,15 +356,12 @@ impl DebugRoutes {
         }
         // If this request goes away, `cancel` is dropped and the profile
         // ends; if the group stops, it ends now with what it has.
-        let result = match stop {
-            None => result.await,
-            Some(stop) => match select(result, stop).await {
-                Either::Left((result, _)) => result,
-                Either::Right(((), result)) => {
-                    let _ = cancel.send(());
-                    result.await
-                }
-            },
+        let result = match select(result, stop).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), result)) => {
+                let _ = cancel.send(());
+                result.await
+            }
         };
         match result {
             Ok(Ok(bytes)) => profile_response(format, bytes),
@@ -423,7 +427,7 @@ fn with_type(body: Full<Bytes>, content_type: &'static str) -> Response<Full<Byt
     response
 }
 
-impl<B> Service<Request<B>> for DebugRoutes {
+impl<B> Service<Request<B>> for DebugService {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
@@ -432,13 +436,18 @@ impl<B> Service<Request<B>> for DebugRoutes {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().map(str::to_owned);
-        let stop = self
-            .stop
-            .as_ref()
-            .or_else(|| request.extensions().get::<Stop>())
-            .cloned();
-        let debug = self.clone();
-        Box::pin(async move { Ok(debug.respond(method, path, query, stop).await) })
+        let (routes, stop) = (self.routes.clone(), self.stop.clone());
+        Box::pin(async move { Ok(routes.respond(method, path, query, stop).await) })
+    }
+}
+
+/// Served by allstop's server, the routes are built into their service from
+/// the server's stop.
+impl IntoHttpService<FromStop<Hyper>> for DebugRoutes {
+    type Service = DebugService;
+
+    fn into_http_service(self, stop: &Stop) -> DebugService {
+        self.with_stop(stop.clone())
     }
 }
 
@@ -516,34 +525,35 @@ Every route answers GET and HEAD.</p>
 
 #[cfg(test)]
 mod tests {
-    use super::{seconds, DebugRoutes};
+    use super::{seconds, DebugRoutes, DebugService};
+    use crate::http::IntoHttpService;
     use crate::Stop;
     use hyper::service::Service;
     use hyper::{Request, StatusCode};
 
-    fn readyz(routes: &DebugRoutes, in_request: Option<Stop>) -> StatusCode {
-        let mut request = Request::get("/readyz").body(()).unwrap();
-        if let Some(stop) = in_request {
-            request.extensions_mut().insert(stop);
-        }
-        let response = futures::executor::block_on(routes.call(request)).unwrap();
+    fn readyz(service: &DebugService) -> StatusCode {
+        let request = Request::get("/readyz").body(()).unwrap();
+        let response = futures::executor::block_on(service.call(request)).unwrap();
         response.status()
     }
 
-    /// The routes answer to the stop they were given, or, without one, to
-    /// the one in the request; the status alone has not heard yet.
+    /// The routes answer to their server's stop before the status has
+    /// heard of it; a server builds them from its stop.
     #[test]
-    fn readiness_follows_the_routes_stop_or_the_requests() {
+    fn readiness_follows_the_servers_stop() {
         let stop = Stop::never();
-        let given = DebugRoutes::new().with_stop(stop.clone());
-        let bare = DebugRoutes::new();
-        assert_eq!(readyz(&given, None), StatusCode::OK);
-        assert_eq!(readyz(&bare, Some(stop.clone())), StatusCode::OK);
+        let routes = DebugRoutes::new();
+        let given = routes.clone().with_stop(stop.clone());
+        let built = routes.clone().into_http_service(&stop);
+        let other = routes.clone().with_stop(Stop::never());
+        for service in [&given, &built, &other] {
+            assert_eq!(readyz(service), StatusCode::OK);
+        }
         stop.handle().stop("deploy");
-        assert!(given.status().is_ready());
-        assert_eq!(readyz(&given, None), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(readyz(&bare, Some(stop)), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(readyz(&bare, None), StatusCode::OK);
+        assert!(routes.status().is_ready());
+        assert_eq!(readyz(&given), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(readyz(&built), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(readyz(&other), StatusCode::OK);
     }
 
     #[test]

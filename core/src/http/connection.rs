@@ -185,8 +185,8 @@ where
 }
 
 /// The user's service, wrapped: counts requests in flight, marks responses
-/// `Connection: close` during the drain, and hands handlers the stop signal
-/// as a request extension (unless the server was told not to).
+/// `Connection: close` during the drain, and, when the server is told to,
+/// hands handlers the stop signal as a request extension.
 pub(crate) struct ConnectionService<S> {
     pub(crate) inner: S,
     pub(crate) conn: Arc<ConnState>,

@@ -35,17 +35,18 @@
 //! HTTP/1 request head. (An idle keep-alive connection that has made
 //! requests stays open until the stop, as in Go without an `IdleTimeout`.)
 //!
-//! Handlers see the server's [`Stop`]: it fires when the group stops or
-//! when the server stops on its own (its listener failed), so a long
+//! Handlers can see the server's [`Stop`]: it fires when the group stops
+//! or when the server stops on its own (its listener failed), so a long
 //! response can end early — a stream with
 //! `futures::StreamExt::take_until(stream, stop)`, a long poll with
 //! [`Stop::until`]. Serve a function of the stop that builds the service
 //! (`|stop: Stop| app.with_state(stop)`, see [`IntoHttpService`]): it is
-//! called once, and costs nothing per request. Or turn on
+//! called once, and allocates nothing per request (a `Stop` in an axum
+//! state is cloned with it, as any `Arc` there is). Or turn on
 //! [`Server::stop_in_requests`], and handlers find the stop in each
 //! request's extensions (axum's `Extension<Stop>`), at three allocations
-//! per request. A handler called outside a server (a unit test) is given
-//! [`Stop::never`] instead.
+//! per request. A handler tested outside a server (a unit test) has its
+//! app built from [`Stop::never`] instead.
 //!
 //! Running out of file descriptors does not stop the server: it pauses
 //! accepting (5 ms, doubling to a second while the shortage lasts), and,
@@ -313,7 +314,13 @@ impl<R: HttpRuntime> Server<R> {
     /// reads it. It costs three allocations per request (the request's
     /// extension map, its table, the value), which is how `http` stores
     /// any extension: building the service from the stop (see
-    /// [`IntoHttpService`]) gives handlers the same stop for nothing.
+    /// [`IntoHttpService`]) gives handlers the same stop without them.
+    ///
+    /// It was on by default before the server could build the service
+    /// from its stop. Upgrading: a handler that reads `Extension<Stop>`
+    /// from a server left at the default answers 500 ("Missing request
+    /// extension"), and one that takes `Option<Extension<Stop>>` finds none
+    /// and never ends early; turn this on, or build the app from the stop.
     ///
     /// ```
     /// # #[cfg(feature = "tokio")] {

@@ -111,7 +111,8 @@ where
 /// Anything the server can serve: a hyper service (`service_fn` over an
 /// `async` handler), a tower service such as an axum `Router` or tonic
 /// `Routes`, served as it is, or a function that builds either from the
-/// server's [`Stop`] — how handlers see the stop at no cost per request.
+/// server's [`Stop`] — how handlers see the stop with no allocation per
+/// request.
 /// Implemented automatically.
 ///
 /// `M` is [`Hyper`], [`Tower`] or [`FromStop`], chosen by the compiler: it
@@ -125,9 +126,9 @@ where
 ///
 /// A function of the stop is called once, when the server starts, with the
 /// stop its handlers see: it fires when the group stops or when the server
-/// stops on its own (its listener failed). A closure whose body does not
-/// tell its argument's type names it (`|stop: Stop|`): the server's
-/// signature does not.
+/// stops on its own (its listener failed). A closure whose body calls a
+/// method on its argument names the argument's type (`|stop: Stop|`):
+/// the compiler does not infer it from the server's signature.
 ///
 /// ```
 /// # #[cfg(feature = "tokio")] {
