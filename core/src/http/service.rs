@@ -152,6 +152,11 @@ where
 /// );
 /// # }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not something the server can serve",
+    label = "not a hyper or tower service, nor a function of the server's `Stop` returning one",
+    note = "serve a hyper service (`service_fn`), a tower service (an axum `Router`) or `|stop: Stop| service`; a closure returning a future is a member, for `Group::add`"
+)]
 pub trait IntoHttpService<M>: Send + 'static {
     /// The hyper service it becomes.
     type Service: HttpService;
