@@ -110,7 +110,7 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::
 /// As [`Group::add`]: if the group has 2^32 members already.
 ///
 /// ```
-/// # #[cfg(feature = "tokio")] {
+/// # {
 /// use allstop::tokio::Tokio;
 ///
 /// let mut group = allstop::Group::on(Tokio::new());
@@ -240,7 +240,7 @@ impl DebugRoutes {
     /// As [`Group::add`]: if the group has 2^32 members already.
     ///
     /// ```
-    /// # #[cfg(feature = "tokio")] {
+    /// # {
     /// use allstop::debug::DebugRoutes;
     /// use allstop::http::Server;
     /// use allstop::tokio::Tokio;

@@ -200,7 +200,7 @@ pub trait HttpRuntime: Send + Sync + 'static {
 /// A graceful HTTP/1 and HTTP/2 server over hyper, on the runtime `R`.
 ///
 /// ```
-/// # #[cfg(feature = "tokio")] {
+/// # {
 /// use allstop::http::Server;
 /// use allstop::tokio::Tokio;
 /// use std::time::Duration;
@@ -249,7 +249,7 @@ impl<R: HttpRuntime> Server<R> {
     /// `runtime`.
     ///
     /// ```
-    /// # #[cfg(feature = "smol")] {
+    /// # {
     /// let server = allstop::http::Server::on(allstop::smol::Smol::new());
     /// # }
     /// ```
@@ -323,7 +323,7 @@ impl<R: HttpRuntime> Server<R> {
     /// and never ends early; turn this on, or build the app from the stop.
     ///
     /// ```
-    /// # #[cfg(feature = "tokio")] {
+    /// # {
     /// use allstop::http::Server;
     /// use allstop::tokio::Tokio;
     /// use allstop::Stop;
@@ -363,7 +363,6 @@ impl<R: HttpRuntime> Server<R> {
     /// address.
     ///
     /// ```
-    /// # #[cfg(feature = "tokio")]
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use allstop::http::Server;
     /// use allstop::tokio::Tokio;

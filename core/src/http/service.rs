@@ -131,7 +131,7 @@ where
 /// the compiler does not infer it from the server's signature.
 ///
 /// ```
-/// # #[cfg(feature = "tokio")] {
+/// # {
 /// use allstop::http::Server;
 /// use allstop::tokio::Tokio;
 /// use allstop::Stop;
