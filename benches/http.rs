@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 /// The servers, in the order the tables show them.
-pub const SERVERS: [&str; 11] = [
+pub const SERVERS: [&str; 12] = [
     "allstop on tokio",
     "allstop on tokio, no header-read timeout",
     "allstop on tokio, stop in requests",
@@ -28,6 +28,7 @@ pub const SERVERS: [&str; 11] = [
     "bare smol-hyper on smol",
     "bare smol-hyper on smol, hyper's header-read timeout",
     "axum Router on allstop (tokio)",
+    "axum Router on allstop, its handler taking the stop from its state",
     "axum Router on axum::serve",
 ];
 
@@ -49,7 +50,10 @@ pub fn baseline_of(name: &str) -> Option<&'static str> {
         | "allstop on smol, no header-read timeout"
         | "allstop on smol, stop in requests"
         | "bare smol-hyper on smol, hyper's header-read timeout" => Some("bare smol-hyper on smol"),
-        "axum Router on allstop (tokio)" => Some("axum Router on axum::serve"),
+        "axum Router on allstop (tokio)"
+        | "axum Router on allstop, its handler taking the stop from its state" => {
+            Some("axum Router on axum::serve")
+        }
         _ => None,
     }
 }
@@ -80,6 +84,9 @@ pub fn serve(kind: &str, port: u16) {
         "bare smol-hyper on smol" => bare_smol(addr, false),
         "bare smol-hyper on smol, hyper's header-read timeout" => bare_smol(addr, true),
         "axum Router on allstop (tokio)" => axum_on_allstop(addr),
+        "axum Router on allstop, its handler taking the stop from its state" => {
+            axum_with_the_stop_on_allstop(addr)
+        }
         "axum Router on axum::serve" => axum_serve(addr),
         "debug server on tokio" => debug_server(addr),
         "debug server on tokio, a core busy" => {
@@ -171,6 +178,39 @@ fn axum_on_allstop(addr: SocketAddr) {
     group.add(
         "app",
         allstop::http::Server::on(Tokio::new()).serve_on(addr, axum_router()),
+    );
+    group.add_watcher("signals", signals());
+    let report = tokio_runtime().block_on(group.run());
+    report_stop(&signalled);
+    assert!(report.is_success(), "{report}");
+}
+
+/// The same answer from a `Router` built from the server's stop, whose
+/// handler takes it from the state (a clone per request), as a handler that
+/// ends a stream at the stop does.
+fn axum_with_the_stop_on_allstop(addr: SocketAddr) {
+    use allstop::tokio::{signals, Tokio};
+    use allstop::Stop;
+    use axum::extract::State;
+
+    fn app(stop: Stop) -> axum::Router {
+        axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|State(stop): State<Stop>| async move {
+                    debug_assert!(!stop.is_stopped());
+                    "hello, QCon!\n"
+                }),
+            )
+            .with_state(stop)
+    }
+
+    let mut group = allstop::Group::on(Tokio::new());
+    group.grace(Duration::from_secs(10));
+    let signalled = stop_clock(&mut group);
+    group.add(
+        "app",
+        allstop::http::Server::on(Tokio::new()).serve_on(addr, app),
     );
     group.add_watcher("signals", signals());
     let report = tokio_runtime().block_on(group.run());
