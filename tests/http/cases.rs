@@ -344,6 +344,40 @@ pub fn handlers_see_the_stop_they_were_built_from_or_find_it_when_asked<N: Net>(
     }
 }
 
+// An app built from the stop is built once per server, not per connection
+// or request; one whose building panics is the server's panic: reported,
+// and its port closed.
+pub fn the_app_is_built_once_and_a_panic_building_it_is_the_servers<N: Net>() {
+    let app = App::new();
+    let built = Arc::new(AtomicUsize::new(0));
+    let counted = built.clone();
+    let build = move |stop: Stop| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        app.service()(stop)
+    };
+    let (group, addr) = serving_service::<N, _>(build, Config::default());
+    let handle = group.stop_handle();
+    let run = start::<N>(group);
+    for _ in 0..3 {
+        let mut client = Client::connect(addr).unwrap();
+        for _ in 0..2 {
+            assert_eq!(client.get("/").unwrap().text(), "hello");
+        }
+    }
+    handle.stop("test");
+    assert!(run.join().unwrap().is_success());
+    assert_eq!(built.load(Ordering::Relaxed), 1);
+
+    let build = |_: Stop| -> App { panic!("no app today") };
+    let (group, addr) = serving_service::<N, _>(build, Config::default());
+    let report = start::<N>(group).join().unwrap();
+    match report.member("app").unwrap().outcome() {
+        Outcome::Panicked(message) => assert!(message.contains("no app today"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    wait_refused(addr);
+}
+
 // Bad input: a malformed request gets 400 and the server goes on serving.
 pub fn malformed_request_gets_400<N: Net>() {
     let app = App::new();

@@ -30,6 +30,7 @@ macro_rules! http_tests {
             a_failed_http2_request_does_not_hold_the_drain,
             header_read_timeout_cuts_slow_senders,
             handlers_see_the_stop_they_were_built_from_or_find_it_when_asked,
+            the_app_is_built_once_and_a_panic_building_it_is_the_servers,
             no_request_lost_when_stopping_under_load,
         );
         instantiate!(traffic, $net;
