@@ -25,6 +25,18 @@ pub fn start<N: Net>(group: Group) -> thread::JoinHandle<Report> {
 }
 
 /// Waits until `addr` refuses connections: the listener is gone.
+/// The member whose failure stopped the group, and its error message.
+pub fn failure(report: &Report) -> (&str, &str) {
+    let Some(Cause::Finished {
+        member,
+        exit: Exit::Failed(message),
+    }) = report.cause()
+    else {
+        panic!("not stopped by a failure: {report}");
+    };
+    (member, message)
+}
+
 pub fn wait_refused(addr: SocketAddr) {
     let started = Instant::now();
     loop {
@@ -211,13 +223,7 @@ pub fn port_in_use_fails_naming_the_address<N: Net>() {
     });
     group.add("app", N::serve_on(addr, App::new()));
     let report = N::block_on(group.run());
-    let Some(Cause::Finished {
-        member,
-        exit: Exit::Failed(message),
-    }) = report.cause()
-    else {
-        panic!("{report}");
-    };
+    let (member, message) = failure(&report);
     assert_eq!(member, "app");
     assert!(message.starts_with(&format!("bind {addr}: ")), "{message}");
     assert!(message.contains("in use"), "{message}");

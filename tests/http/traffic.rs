@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use allstop::{Cause, Exit, Outcome};
+use allstop::Outcome;
 
-use crate::cases::{bound, serving, serving_service, start, wait_refused};
+use crate::cases::{bound, failure, serving, serving_service, start, wait_refused};
 use crate::client::Client;
 use crate::h2raw::{self, H2};
 use crate::net::{App, Busy, Config, Net, BIG};
@@ -460,15 +460,9 @@ pub fn a_failing_listener_ends_its_handlers_and_the_group<N: Net>() {
         let response = Client::connect(addr).unwrap().get("/until-stop").unwrap();
         assert_eq!(response.text(), "stopped early", "in request: {in_request}");
         let report = run.join().unwrap();
-        let Some(Cause::Finished {
-            member,
-            exit: Exit::Failed(message),
-        }) = report.cause()
-        else {
-            panic!("{report}");
-        };
+        let (member, message) = failure(&report);
         assert_eq!(member, "app");
-        assert_eq!(message, &format!("accept on {addr}: the listener broke"));
+        assert_eq!(message, format!("accept on {addr}: the listener broke"));
         assert!(matches!(
             report.member("worker").unwrap().outcome(),
             Outcome::Ok
