@@ -1,10 +1,11 @@
 //! Hostile members, in every mode: a member that panics in `poll`, in
 //! `Drop`, in its error's `Display` or in its panic payload's `Drop`, one
 //! with an awkward name, one that ignores the stop, one that blocks its
-//! thread briefly, one that waits on its stop with a waker that panics — each placed first, in the middle and last among
-//! obedient siblings. Whatever it does, the group keeps its guarantees: `run`
-//! returns, nothing outlives it, one entry per member in order, observers
-//! see a consistent story.
+//! thread briefly, one that waits on its stop with a waker that panics —
+//! each placed first, in the middle and last among obedient siblings.
+//! Whatever it does, the group keeps its guarantees: `run` returns, nothing
+//! outlives it, one entry per member in order, observers see a consistent
+//! story.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
