@@ -12,12 +12,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
+pub use crate::timer::{ThreadSleep, ThreadTimer};
+use crate::Smol;
 use allstop_core::http::{Executor, HttpRuntime, ServeError};
 use async_io::Async;
 use futures::AsyncWrite;
-use smol_hyper::rt::SmolTimer;
-
-use crate::Smol;
 
 /// Runs hyper's HTTP/2 streams and allstop's connections as smol tasks.
 #[derive(Debug, Clone, Default)]
@@ -41,19 +40,20 @@ impl Executor for SmolExecutor {
     }
 }
 
-/// Connections run as tasks of this runtime's executor, timeouts on
-/// async-io's timer, and the server binds a [`TcpListener`].
+/// Connections run as tasks of this runtime's executor, timeouts on a
+/// [`ThreadTimer`] (not async-io's, which costs every connection's deadline
+/// at each of the reactor's ticks), and the server binds a [`TcpListener`].
 impl HttpRuntime for Smol {
     type Executor = SmolExecutor;
-    type Timer = SmolTimer;
+    type Timer = ThreadTimer;
     type Listener = TcpListener;
 
     fn executor(&self) -> SmolExecutor {
         SmolExecutor::new(self.clone())
     }
 
-    fn timer(&self) -> SmolTimer {
-        SmolTimer::new()
+    fn timer(&self) -> ThreadTimer {
+        ThreadTimer::new()
     }
 }
 

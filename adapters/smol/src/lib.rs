@@ -33,6 +33,7 @@
 pub mod http;
 mod runtime;
 mod signals;
+mod timer;
 
 pub use allstop_core::Signals;
 pub use runtime::{Smol, SmolSleep, SmolTask};
