@@ -1,6 +1,7 @@
 //! The smol adapter of [`allstop`](https://docs.rs/allstop): run a group's
 //! members as smol tasks, bound its drain with async-io's timer, serve HTTP
-//! with hyper on async-io sockets, and stop on SIGINT or SIGTERM.
+//! with hyper on async-io sockets (its deadlines on a
+//! [`ThreadTimer`](http::ThreadTimer)), and stop on SIGINT or SIGTERM.
 //!
 //! Use it through `allstop` with `features = ["smol"]`, as `allstop::smol`.
 //!
