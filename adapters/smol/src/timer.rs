@@ -7,13 +7,15 @@
 //! allocates a node per level of the map: some two allocations a request
 //! under keep-alive, for deadlines that almost never pass. This thread
 //! costs nothing per tick: a deadline costs an entry in its map while it
-//! waits, and a lock when it is first polled, moved or dropped (the server
-//! polls a head deadline again only when it rings, not once a request).
+//! waits, and the map's lock at each poll before it is due and when it is
+//! moved or dropped (the server polls a head deadline again only when it
+//! rings, not once a request).
 //!
 //! The thread is started by the first [`ThreadTimer`] made (a server on
 //! smol makes one as it is built) and lives as long as the process, as
 //! async-io's own thread does. Should it fail to start (the process out of
-//! threads), sleeps fall back to async-io's timer: costlier, never lost.
+//! threads), sleeps fall back to async-io's timer for the life of the
+//! process: costlier, never lost.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -91,7 +93,8 @@ impl Timer for ThreadTimer {
     fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
         match sleep.as_mut().downcast_mut_pin::<ThreadSleep>() {
             Some(sleep) => sleep.get_mut().reset(new_deadline),
-            None => *sleep = self.sleep_until(new_deadline),
+            // async-io's sleep (no thread), moved in place.
+            None => SmolTimer::new().reset(sleep, new_deadline),
         }
     }
 }
@@ -103,7 +106,9 @@ fn far_or(deadline: Option<Instant>) -> Instant {
 }
 
 /// A sleep of a [`ThreadTimer`]: ready once its deadline has passed. A
-/// reset moves it in place, without a new sleep.
+/// reset moves it in place, without a new sleep, and the task it would
+/// have woken is woken at the new deadline, as with tokio's and async-io's
+/// sleeps.
 ///
 /// ```
 /// use hyper::rt::Timer;
@@ -120,14 +125,23 @@ pub struct ThreadSleep {
     deadline: Instant,
     ringer: &'static Ringer,
     /// Its key in the thread's map, from its first poll before the
-    /// deadline until it rings, is reset or is dropped.
+    /// deadline; the thread takes the entry out as it rings it, and the
+    /// key stays until the sleep is polled, moved or dropped.
     entry: Option<Key>,
 }
 
 impl ThreadSleep {
+    /// Moves the deadline, and the waiting task's waker with it.
     fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        self.leave();
+        let Some(old) = self.entry.take() else {
+            return;
+        };
+        let mut sleeps = self.ringer.lock();
+        // Gone: it rang, and its task will poll again.
+        if let Some(waker) = sleeps.sleeps.remove(&old) {
+            self.entry = Some(sleeps.insert(deadline, waker, &self.ringer.earlier));
+        }
     }
 
     /// Takes this sleep's entry out of the map, if it has one there.
@@ -144,8 +158,7 @@ impl fmt::Debug for ThreadSleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ThreadSleep")
             .field("deadline", &self.deadline)
-            .field("waiting", &self.entry.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,16 +178,7 @@ impl Future for ThreadSleep {
         let old = match this.entry.and_then(|key| sleeps.sleeps.get_mut(&key)) {
             Some(current) => mem::replace(current, waker),
             None => {
-                let key = (this.deadline, sleeps.next_id);
-                sleeps.next_id += 1;
-                sleeps.sleeps.insert(key, waker);
-                this.entry = Some(key);
-                // The thread sleeps until its earliest deadline: one
-                // earlier wakes it.
-                if !sleeps.wakes_at.is_some_and(|at| at <= this.deadline) {
-                    sleeps.wakes_at = Some(this.deadline);
-                    this.ringer.earlier.notify_one();
-                }
+                this.entry = Some(sleeps.insert(this.deadline, waker, &this.ringer.earlier));
                 return Poll::Pending;
             }
         };
@@ -208,6 +212,22 @@ struct Sleeps {
     next_id: u64,
     /// When the thread wakes next, if it sleeps for a deadline.
     wakes_at: Option<Instant>,
+}
+
+impl Sleeps {
+    /// Adds a sleep; `earlier` wakes the thread if it is the earliest.
+    fn insert(&mut self, deadline: Instant, waker: Waker, earlier: &Condvar) -> Key {
+        let key = (deadline, self.next_id);
+        self.next_id += 1;
+        self.sleeps.insert(key, waker);
+        // The thread sleeps until its earliest deadline: one earlier wakes
+        // it.
+        if !self.wakes_at.is_some_and(|at| at <= deadline) {
+            self.wakes_at = Some(deadline);
+            earlier.notify_one();
+        }
+        key
+    }
 }
 
 impl Ringer {
@@ -266,6 +286,10 @@ impl Ringer {
                     }
                 }
             }
+            // A burst of deadlines leaves no burst's worth of memory.
+            if due.capacity() > 1024 {
+                due.shrink_to(64);
+            }
             sleeps = self.lock();
         }
     }
@@ -274,7 +298,7 @@ impl Ringer {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{mpsc, Arc};
     use std::task::Wake;
 
     use futures::future::{self, Either};
@@ -294,25 +318,48 @@ mod tests {
     /// Whether `sleep` rings before async-io's timer of `bound` does. The
     /// bound is polled first: a sleep whose deadline passed without a ring
     /// does not count.
-    fn rings_within(sleep: &mut Pin<Box<dyn Sleep>>, bound: Duration) -> bool {
+    fn rings_within<F: Future + Unpin>(sleep: F, bound: Duration) -> bool {
         smol::block_on(async {
             let bound = async_io::Timer::after(bound);
             matches!(future::select(bound, sleep).await, Either::Right(_))
         })
     }
 
-    /// Polls `sleep` once, with a waker that does nothing: whether it is
-    /// pending (then it is in the map).
-    fn pending(sleep: &mut Pin<Box<dyn Sleep>>) -> bool {
-        let waker = futures::task::noop_waker();
+    /// Polls `sleep` once with `waker`: whether it is pending (then it is
+    /// in the map).
+    fn pending_with(sleep: &mut Pin<Box<dyn Sleep>>, waker: &Waker) -> bool {
         sleep
             .as_mut()
-            .poll(&mut Context::from_waker(&waker))
+            .poll(&mut Context::from_waker(waker))
             .is_pending()
+    }
+
+    fn pending(sleep: &mut Pin<Box<dyn Sleep>>) -> bool {
+        pending_with(sleep, &futures::task::noop_waker())
     }
 
     fn waiting(ringer: &Ringer) -> usize {
         ringer.lock().sleeps.len()
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_millis(10)
+    }
+
+    /// A waker that says when it is woken.
+    struct Tells(Mutex<mpsc::Sender<()>>);
+
+    impl Tells {
+        fn waker() -> (Waker, mpsc::Receiver<()>) {
+            let (tx, rx) = mpsc::channel();
+            (Waker::from(Arc::new(Tells(Mutex::new(tx)))), rx)
+        }
+    }
+
+    impl Wake for Tells {
+        fn wake(self: Arc<Self>) {
+            let _ = self.0.lock().unwrap().send(());
+        }
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -324,16 +371,14 @@ mod tests {
         let start = Instant::now();
         let lengths = [30, 5, 20, 5, 0, 10].map(Duration::from_millis);
         let sleeps = lengths.map(|length| timer.sleep(length));
-        smol::block_on(async {
-            let rung = sleeps
-                .into_iter()
-                .zip(lengths)
-                .map(|(sleep, length)| async move {
-                    sleep.await;
-                    assert!(start.elapsed() >= length, "rang before {length:?}");
-                });
-            future::join_all(rung).await;
-        });
+        let rung = sleeps
+            .into_iter()
+            .zip(lengths)
+            .map(|(sleep, length)| async move {
+                sleep.await;
+                assert!(start.elapsed() >= length, "rang before {length:?}");
+            });
+        assert!(rings_within(Box::pin(future::join_all(rung)), BOUND));
         assert_eq!(waiting(ringer), 0, "rung sleeps leave the map");
     }
 
@@ -350,13 +395,33 @@ mod tests {
     #[test]
     fn a_reset_moves_the_deadline_either_way() {
         let (timer, ringer) = own_timer();
-        let mut sleep = timer.sleep(Duration::from_millis(10));
+        let mut sleep = timer.sleep(HOUR);
         assert!(pending(&mut sleep));
-        timer.reset(&mut sleep, Instant::now() + HOUR);
-        assert_eq!(waiting(ringer), 0, "the old deadline has left the map");
+        timer.reset(&mut sleep, soon() + HOUR);
+        assert_eq!(waiting(ringer), 1, "moved, not added");
         assert!(!rings_within(&mut sleep, Duration::from_millis(50)));
-        timer.reset(&mut sleep, Instant::now() + Duration::from_millis(10));
+        timer.reset(&mut sleep, soon());
+        assert_eq!(waiting(ringer), 1);
         assert!(rings_within(&mut sleep, BOUND));
+        assert_eq!(waiting(ringer), 0);
+    }
+
+    /// hyper may reset a sleep it has polled and not poll it again before
+    /// the new deadline: the task must still be woken.
+    fn wakes_the_waiting_task_at_the_new_deadline(timer: ThreadTimer) {
+        let (waker, woken) = Tells::waker();
+        let mut sleep = timer.sleep(HOUR);
+        assert!(pending_with(&mut sleep, &waker));
+        timer.reset(&mut sleep, soon());
+        assert!(
+            woken.recv_timeout(BOUND).is_ok(),
+            "the reset lost the waker"
+        );
+    }
+
+    #[test]
+    fn a_reset_wakes_the_waiting_task_at_the_new_deadline() {
+        wakes_the_waiting_task_at_the_new_deadline(own_timer().0);
     }
 
     #[test]
@@ -372,11 +437,12 @@ mod tests {
     #[test]
     fn a_task_polling_again_replaces_its_waker() {
         let (timer, ringer) = own_timer();
-        let mut sleep = timer.sleep(Duration::from_millis(20));
+        let mut sleep = timer.sleep(HOUR);
         assert!(pending(&mut sleep));
-        assert_eq!(waiting(ringer), 1);
-        // Polled again by another task: the ring must wake that one, and
-        // the sleep keeps its one entry.
+        assert!(pending(&mut sleep));
+        assert_eq!(waiting(ringer), 1, "one entry, however many polls");
+        // Polled by another task: the ring must wake that one.
+        timer.reset(&mut sleep, Instant::now() + Duration::from_millis(200));
         let rung = std::thread::spawn(move || rings_within(&mut sleep, BOUND));
         assert!(rung.join().unwrap());
         assert_eq!(waiting(ringer), 0);
@@ -387,7 +453,9 @@ mod tests {
     impl Wake for Panics {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
-            panic!("a waker that panics as it wakes");
+            // Without the panic hook, whose backtrace can take longer than
+            // the test's bound on a loaded machine.
+            panic::resume_unwind(Box::new("a waker that panics as it wakes"));
         }
     }
 
@@ -395,13 +463,13 @@ mod tests {
     fn a_waker_that_panics_wakes_the_others_and_the_thread_goes_on() {
         let (timer, _) = own_timer();
         let panics = Arc::new(Panics(AtomicUsize::new(0)));
-        let waker = Waker::from(panics.clone());
-        let mut first = timer.sleep(Duration::from_millis(5));
-        assert!(first
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending());
-        let mut second = timer.sleep(Duration::from_millis(5));
+        let mut first = timer.sleep(HOUR);
+        assert!(pending_with(&mut first, &Waker::from(panics.clone())));
+        let mut second = timer.sleep(HOUR);
+        assert!(pending(&mut second));
+        let at = soon();
+        timer.reset(&mut first, at);
+        timer.reset(&mut second, at);
         assert!(rings_within(&mut second, BOUND));
         let mut later = timer.sleep(Duration::from_millis(10));
         assert!(rings_within(&mut later, BOUND));
@@ -410,6 +478,36 @@ mod tests {
             1,
             "the panicking waker was woken"
         );
+    }
+
+    /// Wakes by using the timer, as a task polled at once by its waker
+    /// would.
+    struct UsesTheTimer(ThreadTimer, Mutex<mpsc::Sender<()>>);
+
+    impl Wake for UsesTheTimer {
+        fn wake(self: Arc<Self>) {
+            let mut sleep = self.0.sleep(HOUR);
+            assert!(pending(&mut sleep));
+            drop(sleep);
+            let _ = self.1.lock().unwrap().send(());
+        }
+    }
+
+    #[test]
+    fn a_waker_may_use_the_timer() {
+        let (timer, ringer) = own_timer();
+        let (tx, woken) = mpsc::channel();
+        let waker = Waker::from(Arc::new(UsesTheTimer(timer, Mutex::new(tx))));
+        let mut sleep = timer.sleep(Duration::from_millis(5));
+        assert!(pending_with(&mut sleep, &waker));
+        let woken = woken.recv_timeout(BOUND).is_ok();
+        if !woken {
+            // Its drop would wait for the lock the ring holds.
+            mem::forget(sleep);
+            panic!("the ring deadlocked");
+        }
+        drop(sleep);
+        assert_eq!(waiting(ringer), 0);
     }
 
     #[test]
@@ -421,6 +519,7 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(10));
         timer.reset(&mut sleep, Instant::now() + HOUR);
         assert!(!rings_within(&mut sleep, Duration::from_millis(20)));
+        wakes_the_waiting_task_at_the_new_deadline(timer);
     }
 
     #[test]
