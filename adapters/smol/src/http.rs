@@ -12,11 +12,13 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
-pub use crate::timer::{ThreadSleep, ThreadTimer};
-use crate::Smol;
 use allstop_core::http::{Executor, HttpRuntime, ServeError};
 use async_io::Async;
 use futures::AsyncWrite;
+
+use crate::Smol;
+
+pub use crate::timer::{ThreadSleep, ThreadTimer};
 
 /// Runs hyper's HTTP/2 streams and allstop's connections as smol tasks.
 #[derive(Debug, Clone, Default)]

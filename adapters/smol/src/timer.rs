@@ -278,8 +278,8 @@ impl Ringer {
             }
             drop(sleeps);
             for waker in due.drain(..) {
-                // A waker that panics as it wakes (or drops) wakes no
-                // other task's sleep late: its panic stays here.
+                // A waker that panics as it wakes (or as it drops) stops
+                // neither the other wakes nor the thread.
                 if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
                     if let Err(again) = panic::catch_unwind(AssertUnwindSafe(|| drop(payload))) {
                         mem::forget(again);
