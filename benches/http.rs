@@ -371,10 +371,9 @@ fn bare_tokio(addr: SocketAddr) {
     });
 }
 
-/// smol-hyper's glue with an accept loop and a smol task per connection.
-/// smol-hyper's server; with `header_read_timeout`, hyper's own 10 s
-/// timeout on every request head, on smol-hyper's async-io timer: what any
-/// timeout costs on async-io, for comparison with allstop's.
+/// smol-hyper's glue with an accept loop and a smol task per connection;
+/// with `header_read_timeout`, hyper's own 10 s timeout on every request
+/// head, on smol-hyper's async-io timer, for comparison with allstop's.
 fn bare_smol(addr: SocketAddr, header_read_timeout: bool) {
     use async_io::Async;
     use hyper_util::server::conn::auto;

@@ -24,7 +24,6 @@ pub fn start<N: Net>(group: Group) -> thread::JoinHandle<Report> {
     thread::spawn(move || N::block_on(group.run()))
 }
 
-/// Waits until `addr` refuses connections: the listener is gone.
 /// The member whose failure stopped the group, and its error message.
 pub fn failure(report: &Report) -> (&str, &str) {
     let Some(Cause::Finished {
@@ -37,6 +36,7 @@ pub fn failure(report: &Report) -> (&str, &str) {
     (member, message)
 }
 
+/// Waits until `addr` refuses connections: the listener is gone.
 pub fn wait_refused(addr: SocketAddr) {
     let started = Instant::now();
     loop {

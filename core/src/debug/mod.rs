@@ -110,13 +110,11 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::
 /// As [`Group::add`]: if the group has 2^32 members already.
 ///
 /// ```
-/// # {
 /// use allstop::tokio::Tokio;
 ///
 /// let mut group = allstop::Group::on(Tokio::new());
 /// allstop::debug::add_debug_server(&mut group, Tokio::new());
 /// assert_eq!(group.len(), 1);
-/// # }
 /// ```
 pub fn add_debug_server<R: HttpRuntime>(group: &mut Group, runtime: R) -> DebugRoutes {
     DebugRoutes::new().add_to(group, Server::on(runtime), DEFAULT_ADDR)
@@ -240,7 +238,6 @@ impl DebugRoutes {
     /// As [`Group::add`]: if the group has 2^32 members already.
     ///
     /// ```
-    /// # {
     /// use allstop::debug::DebugRoutes;
     /// use allstop::http::Server;
     /// use allstop::tokio::Tokio;
@@ -251,7 +248,6 @@ impl DebugRoutes {
     ///     .add_to(&mut group, Server::on(Tokio::new()), "127.0.0.1:0".parse().unwrap());
     /// assert_eq!(group.len(), 1);
     /// assert!(debug.status().members().is_empty());
-    /// # }
     /// ```
     pub fn add_to<R: HttpRuntime>(
         self,

@@ -200,7 +200,6 @@ pub trait HttpRuntime: Send + Sync + 'static {
 /// A graceful HTTP/1 and HTTP/2 server over hyper, on the runtime `R`.
 ///
 /// ```
-/// # {
 /// use allstop::http::Server;
 /// use allstop::tokio::Tokio;
 /// use std::time::Duration;
@@ -210,7 +209,6 @@ pub trait HttpRuntime: Send + Sync + 'static {
 ///     .idle_grace(Duration::from_millis(100))
 ///     .drain_timeout(Duration::from_secs(20))
 ///     .backlog(4096);
-/// # }
 /// ```
 pub struct Server<R: HttpRuntime> {
     executor: R::Executor,
@@ -249,9 +247,7 @@ impl<R: HttpRuntime> Server<R> {
     /// `runtime`.
     ///
     /// ```
-    /// # {
     /// let server = allstop::http::Server::on(allstop::smol::Smol::new());
-    /// # }
     /// ```
     pub fn on(runtime: R) -> Self {
         Server {
@@ -323,7 +319,6 @@ impl<R: HttpRuntime> Server<R> {
     /// and never ends early; turn this on, or build the app from the stop.
     ///
     /// ```
-    /// # {
     /// use allstop::http::Server;
     /// use allstop::tokio::Tokio;
     /// use allstop::Stop;
@@ -339,7 +334,6 @@ impl<R: HttpRuntime> Server<R> {
     /// let server = Server::on(Tokio::new()).stop_in_requests(true);
     /// let mut group = allstop::Group::on(Tokio::new());
     /// group.add("app", server.serve_on("127.0.0.1:0".parse().unwrap(), app));
-    /// # }
     /// ```
     pub fn stop_in_requests(mut self, on: bool) -> Self {
         self.stop_in_requests = on;

@@ -131,7 +131,6 @@ where
 /// the compiler does not infer it from the server's signature.
 ///
 /// ```
-/// # {
 /// use allstop::http::Server;
 /// use allstop::tokio::Tokio;
 /// use allstop::Stop;
@@ -150,7 +149,6 @@ where
 ///     "app",
 ///     Server::on(Tokio::new()).serve_on("127.0.0.1:0".parse().unwrap(), |stop: Stop| app.with_state(stop)),
 /// );
-/// # }
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not something the server can serve",
